@@ -1,0 +1,95 @@
+"""One configuration object, from an optional TOML file and environment variables.
+
+Precedence: environment variable > TOML file > default. The TOML file is ``$CRONACA_CONFIG``
+or ``./cronaca.toml`` when present; its keys are the field names below. Every field, its
+variable and its default are listed in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path = field(default=Path(".cronaca"), metadata={"env": "CRONACA_HOME"})
+    collection: str = field(default="cronaca", metadata={"env": "CRONACA_COLLECTION"})
+    chroma_host: str = field(default="", metadata={"env": "CHROMA_HOST"})
+    chroma_port: int = field(default=8000, metadata={"env": "CHROMA_PORT"})
+    chroma_ssl: bool = field(default=False, metadata={"env": "CHROMA_SSL"})
+    chroma_tenant: str = field(default="default_tenant", metadata={"env": "CHROMA_TENANT"})
+    chroma_database: str = field(default="default_database", metadata={"env": "CHROMA_DATABASE"})
+    embedder: str = field(default="e5", metadata={"env": "CRONACA_EMBEDDER"})
+    embed_model: str = field(default="text-embedding-3-small", metadata={"env": "CRONACA_EMBED_MODEL"})
+    embed_base_url: str = field(default="", metadata={"env": "CRONACA_EMBED_BASE_URL"})
+    embed_batch: int = field(default=32, metadata={"env": "CRONACA_EMBED_BATCH"})
+    chunk_tokens: int = field(default=250, metadata={"env": "CRONACA_CHUNK_TOKENS"})
+    chunk_overlap: float = field(default=0.15, metadata={"env": "CRONACA_CHUNK_OVERLAP"})
+    top_k: int = field(default=5, metadata={"env": "CRONACA_TOP_K"})
+    candidates: int = field(default=40, metadata={"env": "CRONACA_CANDIDATES"})
+    rrf_k: int = field(default=60, metadata={"env": "CRONACA_RRF_K"})
+    openai_base_url: str = field(default="", metadata={"env": "OPENAI_BASE_URL"})
+    openai_api_key: str = field(default="", metadata={"env": "OPENAI_API_KEY"})
+    llm_model: str = field(default="gpt-4o-mini", metadata={"env": "CRONACA_LLM_MODEL"})
+    llm_timeout: float = field(default=60.0, metadata={"env": "CRONACA_LLM_TIMEOUT"})
+    llm_retries: int = field(default=2, metadata={"env": "CRONACA_LLM_RETRIES"})
+    llm_temperature: float = field(default=0.1, metadata={"env": "CRONACA_LLM_TEMPERATURE"})
+    context_tokens: int = field(default=3000, metadata={"env": "CRONACA_CONTEXT_TOKENS"})
+    model_context_tokens: int = field(default=8192, metadata={"env": "CRONACA_MODEL_CONTEXT"})
+    answer_tokens: int = field(default=600, metadata={"env": "CRONACA_ANSWER_TOKENS"})
+    max_file_mb: float = field(default=10.0, metadata={"env": "CRONACA_MAX_FILE_MB"})
+    prompts_dir: Path = field(default=PROJECT_ROOT / "prompts", metadata={"env": "CRONACA_PROMPTS"})
+    sample_dir: Path = field(default=PROJECT_ROOT / "data" / "sample", metadata={"env": "CRONACA_SAMPLE"})
+
+    @property
+    def llm_configured(self) -> bool:
+        """An LLM is used only when the user pointed us at one; otherwise we stay offline."""
+        return bool(self.openai_base_url or self.openai_api_key)
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+    def with_(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+        env = dict(os.environ if env is None else env)
+        toml_path = Path(path or env.get("CRONACA_CONFIG") or "cronaca.toml")
+        values: dict[str, Any] = {}
+        if toml_path.is_file():
+            try:
+                data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{toml_path}: not valid TOML ({exc})") from exc
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise ValueError(f"{toml_path}: unknown setting(s) {', '.join(unknown)}")
+            values.update(data)
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if env.get(name, "") != "":
+                values[f.name] = env[name]
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    default = next(f.default for f in fields(cls) if f.name == name)
+    try:
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+        if isinstance(default, Path):
+            return Path(value).expanduser()
+        return type(default)(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name}: {value!r} is not a valid {type(default).__name__}") from exc

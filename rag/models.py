@@ -1,0 +1,127 @@
+"""The plain records that travel between stages: ingest → store → retrieve → answer → present."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Article:
+    id: str
+    title: str
+    text: str
+    date: str = ""  # ISO, as precise as the source: "2024-11" or "2024-11-05"
+    source: str = ""
+    url: str = ""
+    lang: str = ""
+    path: str = ""
+    content_hash: str = ""
+
+    @property
+    def date_int(self) -> int:
+        """YYYYMMDD (missing month/day = 01) so Chroma can range-filter on an integer."""
+        return date_to_int(self.date)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "article_id": self.id,
+            "title": self.title,
+            "date": self.date,
+            "date_int": self.date_int,
+            "source": self.source,
+            "url": self.url,
+            "lang": self.lang,
+            "path": self.path,
+            "content_hash": self.content_hash,
+        }
+
+
+def date_to_int(date: str) -> int:
+    if not date:
+        return 0
+    parts = (date.split("-") + ["01", "01"])[:3]
+    return int(parts[0]) * 10000 + int(parts[1]) * 100 + int(parts[2])
+
+
+@dataclass
+class Chunk:
+    id: str
+    article_id: str
+    index: int
+    text: str
+    start: int  # character span in Article.text, so a quote can be shown in place
+    end: int
+    tokens: int = 0
+
+
+@dataclass
+class Hit:
+    chunk_id: str
+    article_id: str
+    text: str
+    score: float
+    title: str = ""
+    date: str = ""
+    source: str = ""
+    url: str = ""
+    path: str = ""
+    start: int = 0
+    end: int = 0
+    ranks: dict[str, int] = field(default_factory=dict)  # rank in each retriever, 1-based
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Citation:
+    n: int
+    article_id: str
+    title: str
+    date: str
+    source: str
+    url: str
+    chunk_id: str
+    quote: str  # exact text of the article, the passage the answer relies on
+    path: str = ""
+    chunk_text: str = ""  # the chunk around the quote, for highlighting in the page
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("chunk_text")
+        d.pop("path")
+        return d
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    mode: str  # "llm" or "extractive"
+    model: str
+    citations: list[Citation] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    lang: str = "it"
+    declined: bool = False
+    notice: str = ""  # e.g. "assembled without a language model", or why we fell back
+    usage: dict[str, int] = field(default_factory=dict)
+    standalone_question: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "mode": self.mode,
+            "model": self.model,
+            "citations": [c.to_dict() for c in self.citations],
+            "retrieved": [
+                {"chunk_id": h.chunk_id, "article_id": h.article_id, "score": round(h.score, 6)}
+                for h in self.hits
+            ],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "declined": self.declined,
+            "notice": self.notice,
+            "usage": self.usage,
+        }

@@ -1,0 +1,323 @@
+"""Files in, Articles out: one parser per format, and one clear error per bad item.
+
+Errors never raise out of ``parse_file``: a batch of a thousand files should not stop at the
+first broken one, and the user needs the file, the line and the reason to fix it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rag.models import Article
+from rag.text import clean, detect_lang, fold, sentence_spans
+
+SUFFIXES = (".txt", ".md", ".markdown", ".json", ".jsonl", ".html", ".htm")
+_SKIP_NAMES = re.compile(r"^(readme|license|licence|changelog)(\.|$)", re.I)
+TITLE_MAX = 160
+
+
+@dataclass
+class IngestError:
+    path: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class Parsed:
+    articles: list[Article] = field(default_factory=list)
+    errors: list[IngestError] = field(default_factory=list)
+
+
+class ItemError(ValueError):
+    """A reason why one item (a file, a JSON line) cannot become an article."""
+
+
+def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, IngestError | None]]:
+    """Expand folders recursively. Inside folders, skip hidden files, READMEs and other types;
+    a file named explicitly is always tried, so the user hears why it was refused."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path).parts
+                if any(p.startswith(".") for p in rel) or not child.is_file():
+                    continue
+                if child.suffix.lower() in SUFFIXES and not _SKIP_NAMES.match(child.name):
+                    yield child, None
+        elif path.is_file():
+            yield path, None
+        else:
+            yield path, IngestError(str(path), "no such file or folder")
+
+
+def parse_file(path: Path, max_bytes: int = 10 * 1024 * 1024) -> Parsed:
+    out = Parsed()
+    name = str(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix not in SUFFIXES:
+            raise ItemError(f"unsupported file type '{suffix or path.name}' (use {', '.join(SUFFIXES)})")
+        size = path.stat().st_size
+        if size == 0:
+            raise ItemError("empty file")
+        if size > max_bytes:
+            raise ItemError(f"file too large ({size / 1e6:.1f} MB, limit {max_bytes / 1e6:.1f} MB)")
+        raw = path.read_bytes()
+        text = decode(raw)
+    except ItemError as exc:
+        out.errors.append(IngestError(name, str(exc)))
+        return out
+    except OSError as exc:
+        out.errors.append(IngestError(name, f"cannot read: {exc.strerror or exc}"))
+        return out
+
+    if suffix == ".jsonl":
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = _load_json(line)
+                out.articles.append(from_record(obj, path, f"{name}:{lineno}"))
+            except ItemError as exc:
+                out.errors.append(IngestError(name, str(exc), lineno))
+        if not out.articles and not out.errors:
+            out.errors.append(IngestError(name, "no articles in file"))
+        return out
+    try:
+        if suffix == ".json":
+            data = _load_json(text)
+            records = data.get("articles", data) if isinstance(data, dict) else data
+            records = [records] if isinstance(records, dict) else records
+            if not isinstance(records, list):
+                raise ItemError("expected an object, a list of objects or {\"articles\": [...]}")
+            for i, obj in enumerate(records):
+                try:
+                    out.articles.append(from_record(obj, path, f"{name}#{i}"))
+                except ItemError as exc:
+                    out.errors.append(IngestError(name, f"item {i}: {exc}"))
+        elif suffix in (".html", ".htm"):
+            out.articles.append(from_html(text, path))
+        elif suffix in (".md", ".markdown"):
+            out.articles.append(from_markdown(text, path))
+        else:
+            out.articles.append(from_txt(text, path))
+    except ItemError as exc:
+        out.errors.append(IngestError(name, str(exc)))
+    return out
+
+
+def decode(raw: bytes) -> str:
+    if b"\x00" in raw[:8192]:
+        raise ItemError("binary file, not text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(raw).best()
+    if best is None or best.encoding is None:
+        raise ItemError("cannot decode: not UTF-8 and no other text encoding fits")
+    text = str(best)
+    printable = sum(c.isprintable() or c in "\n\t" for c in text) / max(1, len(text))
+    if printable < 0.95:
+        raise ItemError("binary file, not text")
+    return text
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ItemError("JSON nested too deeply") from exc
+    except json.JSONDecodeError as exc:
+        raise ItemError(f"malformed JSON ({exc.msg} at column {exc.colno})") from exc
+
+
+_DATE_LINE = re.compile(r"^\s*date\s*[:=]?\s*(\S+)\s*(.*)$", re.I | re.S)
+
+
+def from_txt(text: str, path: Path) -> Article:
+    """The seed's format: a first line ``date YYYY-MM[-DD]``, the body after it."""
+    date = ""
+    match = _DATE_LINE.match(text.lstrip("\ufeff"))
+    if match and text.lstrip().lower().startswith("date"):
+        date = parse_date(match.group(1))
+        text = match.group(2)
+    return make_article(body=text, path=path, date=date)
+
+
+_FRONT_MATTER = re.compile(r"^\s*---\s*\n(.*?)\n---\s*(?:\n|$)", re.S)
+
+
+def from_markdown(text: str, path: Path) -> Article:
+    meta: dict[str, Any] = {}
+    match = _FRONT_MATTER.match(text)
+    if match:
+        try:
+            meta = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            raise ItemError(f"malformed front matter{f' (line {line + 2})' if line is not None else ''}") from exc
+        if not isinstance(meta, dict):
+            raise ItemError("front matter is not a mapping of keys to values")
+        text = text[match.end():]
+    title = meta.get("title")
+    lines = text.strip().split("\n")
+    if not title and lines and lines[0].startswith("#"):
+        title, text = lines[0].lstrip("#").strip(), "\n".join(lines[1:])
+    text = re.sub(r"^#{1,6}\s+", "", text, flags=re.M)
+    return make_article(
+        body=text,
+        path=path,
+        title=_str(meta.get("title") or title, "title"),
+        date=parse_date(meta["date"]) if meta.get("date") else "",
+        source=_str(meta.get("source"), "source"),
+        url=_str(meta.get("url"), "url"),
+        explicit_id=_str(meta.get("id"), "id"),
+    )
+
+
+def from_record(obj: Any, path: Path, where: str) -> Article:
+    if not isinstance(obj, dict):
+        raise ItemError(f"expected a JSON object, got {type(obj).__name__}")
+    body = next((obj[k] for k in ("text", "body", "content") if obj.get(k)), None)
+    if body is None:
+        raise ItemError("no text, body or content field")
+    return make_article(
+        body=_str(body, "text"),
+        path=path,
+        title=_str(obj.get("title"), "title"),
+        date=parse_date(obj["date"]) if obj.get("date") else "",
+        source=_str(obj.get("source"), "source"),
+        url=_str(obj.get("url"), "url"),
+        explicit_id=_str(obj.get("id"), "id"),
+        where=where,
+    )
+
+
+def from_html(html: str, path: Path) -> Article:
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False)
+    if doc is None or not getattr(doc, "text", None):
+        raise ItemError("no article text found in the HTML")
+    date = ""
+    if getattr(doc, "date", None):
+        try:
+            date = parse_date(doc.date)
+        except ItemError:
+            date = ""
+    return make_article(
+        body=doc.text,
+        path=path,
+        title=doc.title or "",
+        date=date,
+        source=doc.sitename or "",
+        url=doc.url or "",
+    )
+
+
+def _str(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value).strip()
+    raise ItemError(f"field '{name}' must be text, got {type(value).__name__}")
+
+
+_DATE_PATTERNS = (
+    (re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$"), (1, 2, 3)),
+    (re.compile(r"^(\d{4})-(\d{1,2})$"), (1, 2, None)),
+    (re.compile(r"^(\d{4})$"), (1, None, None)),
+    (re.compile(r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})$"), (3, 2, 1)),
+    (re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"), (1, 2, 3)),
+)
+
+
+def parse_date(value: Any) -> str:
+    """ISO date at the precision given: '2024', '2024-11' or '2024-11-05'."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.strftime("%Y-%m-%d")
+    text = str(value).strip()
+    for pattern, (yi, mi, di) in _DATE_PATTERNS:
+        m = pattern.match(text)
+        if not m:
+            continue
+        year = int(m.group(yi))
+        month = int(m.group(mi)) if mi else 1
+        day = int(m.group(di)) if di else 1
+        try:
+            dt.date(year, month, day)
+        except ValueError:
+            break
+        if not 1800 <= year <= 2200:
+            break
+        if di:
+            return f"{year:04d}-{month:02d}-{day:02d}"
+        return f"{year:04d}-{month:02d}" if mi else f"{year:04d}"
+    raise ItemError(f"unparseable date '{text[:40]}' (use YYYY-MM-DD or YYYY-MM)")
+
+
+def make_article(
+    *,
+    body: str,
+    path: Path,
+    title: str = "",
+    date: str = "",
+    source: str = "",
+    url: str = "",
+    explicit_id: str = "",
+    where: str = "",
+) -> Article:
+    text = clean(body)
+    if len(text) < 20 or not any(c.isalpha() for c in text):
+        raise ItemError("no article text (empty or too short)")
+    lang = detect_lang(text)
+    title = clean(title) or derive_title(text, lang)
+    text_hash = hashlib.sha1(fold(" ".join(text.split())).encode()).hexdigest()
+    article_id = url or explicit_id or f"a-{text_hash[:16]}"
+    content_hash = hashlib.sha1(
+        "\x1f".join([title, text, date, source, url]).encode()
+    ).hexdigest()
+    return Article(
+        id=article_id,
+        title=title,
+        text=text,
+        date=date,
+        source=source,
+        url=url,
+        lang=lang,
+        path=where or str(path),
+        content_hash=content_hash,
+    )
+
+
+def text_hash(article: Article) -> str:
+    return hashlib.sha1(fold(" ".join(article.text.split())).encode()).hexdigest()
+
+
+def derive_title(text: str, lang: str) -> str:
+    """First line when it reads as a headline, else the first sentence, cut at a word."""
+    first_line = text.split("\n", 1)[0].strip()
+    spans = sentence_spans(first_line, lang)
+    candidate = first_line if len(first_line) <= TITLE_MAX and len(spans) <= 1 else (
+        first_line[spans[0][0]:spans[0][1]] if spans else first_line
+    )
+    if len(candidate) > TITLE_MAX:
+        candidate = candidate[:TITLE_MAX].rsplit(" ", 1)[0] + "…"
+    return candidate.rstrip(" .")

@@ -1,0 +1,178 @@
+"""Hybrid retrieval: Chroma dense top-n and BM25 top-n, fused by reciprocal rank fusion.
+
+RRF needs no score calibration between a cosine and a BM25 score, which is why it is the
+standard way to fuse them. Afterwards, chunks that repeat each other (overlapping windows of
+one article, or a re-report of the same story) are collapsed so the context is not five copies
+of one sentence.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rag.config import Config
+from rag.embeddings import Embedder
+from rag.lexical import LexicalIndex, tokenize
+from rag.models import Hit
+from rag.store import Store, where_clause
+from rag.text import detect_lang
+
+MODES = ("hybrid", "dense", "bm25")
+
+
+@dataclass
+class Filters:
+    since: int = 0  # YYYYMMDD, inclusive
+    until: int = 0
+    source: str = ""
+
+    @classmethod
+    def from_strings(cls, since: str = "", until: str = "", source: str = "") -> Filters:
+        from rag.models import date_to_int
+        from rag.parsing import parse_date
+
+        until_int = 0
+        if until:
+            iso = parse_date(until)
+            until_int = date_to_int(iso)
+            if len(iso) == 7:  # a month means its last day
+                until_int += 30
+            elif len(iso) == 4:
+                until_int += 1130
+        return cls(since=date_to_int(parse_date(since)) if since else 0, until=until_int,
+                   source=source or "")
+
+
+@dataclass
+class Retrieval:
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    lang: str = "it"
+
+
+def rrf(rankings: dict[str, list[str]], k: int = 60) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for ranking in rankings.values():
+        for rank, cid in enumerate(ranking, 1):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+def _overlap(a: Hit, b: Hit) -> float:
+    if a.article_id != b.article_id:
+        return 0.0
+    inter = min(a.end, b.end) - max(a.start, b.start)
+    return max(0.0, inter) / max(1, min(a.end - a.start, b.end - b.start))
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / max(1, len(a | b))
+
+
+def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) -> list[Hit]:
+    kept: list[Hit] = []
+    shingles: list[set[str]] = []
+    for hit in hits:
+        toks = set(tokenize(hit.text))
+        if any(_overlap(hit, k) > span_overlap for k in kept):
+            continue
+        if any(_jaccard(toks, s) >= near_dup for s in shingles):
+            continue
+        kept.append(hit)
+        shingles.append(toks)
+    return kept
+
+
+class Retriever:
+    def __init__(self, store: Store, lexical: LexicalIndex, embedder: Embedder, config: Config):
+        self.store, self.lexical, self.embedder, self.config = store, lexical, embedder, config
+        self._checked = 0.0
+
+    def sync(self, force: bool = False) -> bool:
+        """Rebuild BM25 from the store when they disagree: after a crash mid-ingest, or when
+        another machine wrote to a shared Chroma server. Cheap (a count) when they agree."""
+        stamp = str(self.store.count_chunks())
+        if not force and stamp == self.lexical.stamp and len(self.lexical) == int(stamp):
+            return False
+        self.lexical.clear()
+        rows = []
+        for ids, docs, metas in self.store.iter_chunks():
+            rows.extend((i, d, m.get("lang") or "it", m) for i, d, m in zip(ids, docs, metas))
+        self.lexical.update(add=rows)
+        self.lexical.save(stamp=str(self.store.count_chunks()))
+        return True
+
+    def _maybe_sync(self) -> None:
+        now = time.monotonic()
+        if now - self._checked > 30:
+            self._checked = now
+            self.sync()
+
+    def search(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        collapse_duplicates: bool = True,
+    ) -> Retrieval:
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode '{mode}' (use {', '.join(MODES)})")
+        k = k or self.config.top_k
+        filters = filters or Filters()
+        n = max(self.config.candidates, k * 4)
+        timings: dict[str, float] = {}
+        lang = detect_lang(question)
+        self._maybe_sync()
+        rankings: dict[str, list[str]] = {}
+        found: dict[str, tuple[str, dict]] = {}
+        if mode in ("hybrid", "dense"):
+            t = time.perf_counter()
+            vector = self.embedder.embed_query(question)
+            timings["embed_query"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            dense = self.store.dense_search(
+                vector, n, where_clause(filters.since, filters.until, filters.source)
+            )
+            timings["dense"] = (time.perf_counter() - t) * 1000
+            rankings["dense"] = [cid for cid, *_ in dense]
+            found.update({cid: (doc, meta) for cid, _, doc, meta in dense})
+        if mode in ("hybrid", "bm25"):
+            t = time.perf_counter()
+            lexical = self.lexical.search(
+                question, lang, n, filters.since, filters.until, filters.source
+            )
+            timings["bm25"] = (time.perf_counter() - t) * 1000
+            rankings["bm25"] = [cid for cid, _ in lexical]
+        t = time.perf_counter()
+        fused = rrf(rankings, self.config.rrf_k)
+        order = sorted(fused, key=lambda c: -fused[c])[: max(k * 4, 20)]
+        missing = [c for c in order if c not in found]
+        found.update(self.store.get_chunks(missing))
+        ranks = {name: {cid: r for r, cid in enumerate(ids, 1)} for name, ids in rankings.items()}
+        hits = []
+        for cid in order:
+            if cid not in found:
+                continue  # deleted since BM25 was built
+            doc, meta = found[cid]
+            hits.append(
+                Hit(
+                    chunk_id=cid,
+                    article_id=meta.get("article_id", ""),
+                    text=doc,
+                    score=fused[cid],
+                    title=meta.get("title", ""),
+                    date=meta.get("date", ""),
+                    source=meta.get("source", ""),
+                    url=meta.get("url", ""),
+                    path=meta.get("path", ""),
+                    start=int(meta.get("start", 0)),
+                    end=int(meta.get("end", 0)),
+                    ranks={name: r[cid] for name, r in ranks.items() if cid in r},
+                )
+            )
+        if collapse_duplicates:
+            hits = collapse(hits)
+        timings["fusion"] = (time.perf_counter() - t) * 1000
+        return Retrieval(hits=hits[:k], timings_ms=timings, lang=lang)

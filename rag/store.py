@@ -1,0 +1,239 @@
+"""Chroma, embedded or as a server: the one place that talks to the vector database.
+
+Two collections: ``<name>_chunks`` (one record a chunk, for dense search) and ``<name>_articles``
+(one record an article: full text, metadata, and the mean of its chunk vectors, which story
+grouping reuses). An article record is written last, so it marks the article as done: chunks
+without one are leftovers of an interrupted ingest and are replaced when it is rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import chromadb
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+
+from rag.config import Config
+from rag.embeddings import Embedder
+from rag.models import Article, Chunk
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as configured; the message says what to do."""
+
+
+class _ChromaEmbedding(EmbeddingFunction[Documents]):
+    """Our embedder behind Chroma's interface, so Chroma never loads its own default model."""
+
+    def __init__(self, embedder: Embedder | None = None) -> None:
+        self.embedder = embedder
+
+    def __call__(self, input: Documents) -> Embeddings:
+        if self.embedder is None:
+            raise StoreError("no embedder attached: pass vectors explicitly")
+        return list(self.embedder.embed_passages(list(input)))
+
+    @staticmethod
+    def name() -> str:
+        return "cronaca"
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> _ChromaEmbedding:
+        return _ChromaEmbedding()
+
+
+def make_client(config: Config):
+    if config.chroma_host:
+        try:
+            return chromadb.HttpClient(
+                host=config.chroma_host,
+                port=config.chroma_port,
+                ssl=config.chroma_ssl,
+                tenant=config.chroma_tenant,
+                database=config.chroma_database,
+            )
+        except Exception as exc:  # the client checks the server when it is built
+            raise StoreError(
+                f"cannot reach the Chroma server at {config.chroma_host}:{config.chroma_port} ({exc})"
+            ) from exc
+    config.home.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(
+        path=str(config.home / "chroma"),
+        tenant=config.chroma_tenant,
+        database=config.chroma_database,
+    )
+
+
+def where_clause(since: int = 0, until: int = 0, source: str = "") -> dict[str, Any] | None:
+    parts: list[dict[str, Any]] = []
+    if since:
+        parts.append({"date_int": {"$gte": since}})
+    if until:
+        parts.append({"date_int": {"$lte": until}})
+    if source:
+        parts.append({"source": source})
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+class Store:
+    def __init__(self, config: Config, embedder: Embedder, client=None) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.client = client or make_client(config)
+        ef = _ChromaEmbedding(embedder)
+        meta = {"embed_model": embedder.name}
+        try:
+            self.chunks = self.client.get_or_create_collection(
+                f"{config.collection}_chunks",
+                embedding_function=ef,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=meta,
+            )
+            self.articles = self.client.get_or_create_collection(
+                f"{config.collection}_articles",
+                embedding_function=ef,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=meta,
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot open the Chroma collections: {exc}") from exc
+        stored = (self.chunks.metadata or {}).get("embed_model")
+        if stored and stored != embedder.name:
+            raise StoreError(
+                f"this store holds vectors from '{stored}', but the configured embedder is "
+                f"'{embedder.name}'; mixing them would make search meaningless. Use the same "
+                f"embedder, or another CRONACA_HOME / CRONACA_COLLECTION for the new one."
+            )
+        try:
+            self.max_batch = int(self.client.get_max_batch_size())
+        except Exception:
+            self.max_batch = 1000
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add_chunks(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        base = article.meta()
+        base.pop("content_hash")
+        metas = [
+            {**base, "content_hash": article.content_hash, "chunk_index": c.index,
+             "start": c.start, "end": c.end, "tokens": c.tokens}
+            for c in chunks
+        ]
+        self.upsert_chunks([c.id for c in chunks], vectors, [c.text for c in chunks], metas)
+
+    def upsert_chunks(self, ids, vectors, documents, metadatas) -> None:
+        """Writes go in slices of the server's maximum batch size."""
+        for i in range(0, len(ids), self.max_batch):
+            sl = slice(i, i + self.max_batch)
+            self.chunks.upsert(
+                ids=list(ids[sl]),
+                embeddings=np.asarray(vectors[sl], dtype=np.float32),
+                documents=list(documents[sl]),
+                metadatas=list(metadatas[sl]),
+            )
+
+    def put_article(self, article: Article, vector: np.ndarray, text_hash: str, n_chunks: int) -> None:
+        meta = {**article.meta(), "text_hash": text_hash, "chunks": n_chunks}
+        self.articles.upsert(
+            ids=[article.id],
+            embeddings=np.asarray([vector], dtype=np.float32),
+            documents=[article.text],
+            metadatas=[meta],
+        )
+
+    def delete_stale_chunks(self, article_id: str, keep_hash: str) -> list[str]:
+        got = self.chunks.get(
+            where={"$and": [{"article_id": article_id}, {"content_hash": {"$ne": keep_hash}}]},
+            include=[],
+        )
+        if got["ids"]:
+            self.chunks.delete(ids=got["ids"])
+        return got["ids"]
+
+    def delete_article(self, article_id: str) -> list[str]:
+        """Article record first: from then on the article is gone, even if a crash follows."""
+        got = self.chunks.get(where={"article_id": article_id}, include=[])
+        self.articles.delete(ids=[article_id])
+        for i in range(0, len(got["ids"]), self.max_batch):
+            self.chunks.delete(ids=got["ids"][i : i + self.max_batch])
+        return got["ids"]
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get_article(self, article_id: str, with_text: bool = False) -> dict[str, Any] | None:
+        include = ["metadatas", "documents"] if with_text else ["metadatas"]
+        got = self.articles.get(ids=[article_id], include=include)
+        if not got["ids"]:
+            return None
+        record = dict(got["metadatas"][0])
+        record["id"] = got["ids"][0]
+        if with_text:
+            record["text"] = got["documents"][0]
+        return record
+
+    def find_text_hash(self, text_hash: str) -> str | None:
+        got = self.articles.get(where={"text_hash": text_hash}, include=[], limit=1)
+        return got["ids"][0] if got["ids"] else None
+
+    def article_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        got = self.articles.get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
+
+    def list_articles(self, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            got = self.articles.get(where=where, include=["metadatas"], limit=1000, offset=offset)
+            out.extend({**m, "id": i} for i, m in zip(got["ids"], got["metadatas"]))
+            if len(got["ids"]) < 1000:
+                break
+            offset += 1000
+        out.sort(key=lambda r: (-(r.get("date_int") or 0), r.get("title", "")))
+        return out
+
+    def count_chunks(self) -> int:
+        return self.chunks.count()
+
+    def count_articles(self) -> int:
+        return self.articles.count()
+
+    def iter_chunks(self, batch: int = 2000) -> Iterator[tuple[list[str], list[str], list[dict]]]:
+        offset = 0
+        while True:
+            got = self.chunks.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                return
+            yield got["ids"], got["documents"], got["metadatas"]
+            offset += len(got["ids"])
+
+    def get_chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        if not ids:
+            return {}
+        got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+
+    def dense_search(
+        self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        total = self.chunks.count()
+        if total == 0:
+            return []
+        res = self.chunks.query(
+            query_embeddings=np.asarray([vector], dtype=np.float32),
+            n_results=min(n, total),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (cid, 1.0 - float(dist), doc, meta)
+            for cid, dist, doc, meta in zip(
+                res["ids"][0], res["distances"][0], res["documents"][0], res["metadatas"][0]
+            )
+        ]
