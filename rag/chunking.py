@@ -69,9 +69,10 @@ def chunk_article(article: Article, max_tokens: int = 250, overlap: float = 0.15
         )
         if j >= len(units):
             break
-        # step back whole sentences worth about `overlap` of the budget, always moving forward
+        # step back whole sentences until about `overlap` of the budget is repeated (at least one
+        # sentence when overlap > 0), always moving forward
         back, k = 0, j
-        while k - 1 > i and back + units[k - 1][2] <= overlap_tokens:
+        while overlap_tokens and k - 1 > i and back < overlap_tokens:
             k -= 1
             back += units[k][2]
         i = k

@@ -15,8 +15,8 @@ from rich.table import Table
 from rag.config import Config
 from rag.models import Answer
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _library(args):

@@ -55,6 +55,7 @@ class _Work:
     text_hash: str
     chunks: list[Chunk]
     is_update: bool
+    replaces: str = ""  # an earlier version of the same file, stored under its old text hash
 
 
 def collect(paths: Iterable[str | Path], max_bytes: int, report: IngestReport) -> list[Article]:
@@ -120,7 +121,12 @@ def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
             report.failed += 1
             report.errors.append(IngestError(art.path, "no text to index after cleaning"))
             continue
-        work.append(_Work(art, th, chunks, is_update=existing is not None))
+        replaces = ""
+        if existing is None and art.id.startswith("a-"):  # no url/id: the file path says "same"
+            replaces = next((r["id"] for r in lib.store.list_articles(where={"path": art.path})
+                             if r["id"] != art.id and r["id"].startswith("a-")), "")
+        work.append(_Work(art, th, chunks, is_update=existing is not None or bool(replaces),
+                          replaces=replaces))
     return work
 
 
@@ -154,6 +160,8 @@ def _ingest_locked(lib, articles: list[Article], report: IngestReport,
                                   w.text_hash, len(w.chunks))
             if w.is_update:
                 lexical_remove.extend(lib.store.delete_stale_chunks(w.article.id, w.article.content_hash))
+                if w.replaces:
+                    lexical_remove.extend(lib.store.delete_article(w.replaces))
                 report.updated += 1
             else:
                 report.added += 1

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+import httpx
 import openai
 
 from rag.config import Config
@@ -90,6 +91,11 @@ class LLM:
                 if not err.retryable or attempt + 1 == attempts:
                     raise err from exc
                 time.sleep(self._backoff(attempt, exc))
+            except (ValueError, httpx.HTTPError) as exc:  # malformed or cut-off stream
+                where = endpoint_host(self.config)
+                if emitted or attempt + 1 == attempts:
+                    raise LLMError(f"the LLM endpoint {where} sent a broken response ({exc})") from exc
+                time.sleep(self._backoff(attempt, None))
 
     def complete(self, messages: list[dict], max_tokens: int | None = None,
                  usage: Usage | None = None) -> str:

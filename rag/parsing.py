@@ -127,6 +127,12 @@ def decode(raw: bytes) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    try:  # legacy Italian and English files are nearly always Windows-1252
+        text = raw.decode("cp1252")
+        if sum(c.isprintable() or c in "\n\t\r" for c in text) / max(1, len(text)) > 0.99:
+            return text
+    except UnicodeDecodeError:
+        pass
     from charset_normalizer import from_bytes
 
     best = from_bytes(raw).best()
@@ -169,7 +175,7 @@ def from_markdown(text: str, path: Path) -> Article:
     match = _FRONT_MATTER.match(text)
     if match:
         try:
-            meta = yaml.safe_load(match.group(1)) or {}
+            meta = yaml.load(match.group(1), Loader=yaml.BaseLoader) or {}  # values stay text
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             raise ItemError(f"malformed front matter{f' (line {line + 2})' if line is not None else ''}") from exc

@@ -184,9 +184,7 @@ def test_stub_client_retries_through_429_and_500(stub):
 
 def test_stub_cut_stream_raises_connection_error_after_partial_text(stub):
     stub.script([cut_stream("Partial answ", chunk_size=4)])
-    stream = _client(stub.base_url).chat.completions.create(
-        model="m", messages=MESSAGES, stream=True
-    )
+    stream = _client(stub.base_url).chat.completions.create(model="m", messages=MESSAGES, stream=True)
     pieces: list[str] = []
     with pytest.raises(openai.APIConnectionError) as info:
         for chunk in stream:
@@ -206,9 +204,7 @@ def test_stub_cut_non_streamed_response_is_a_connection_error(stub):
 def test_stub_malformed_stream_raises_json_decode_error(stub):
     # The openai client does not wrap this: a bare json.JSONDecodeError escapes.
     stub.script([malformed_stream()])
-    stream = _client(stub.base_url).chat.completions.create(
-        model="m", messages=MESSAGES, stream=True
-    )
+    stream = _client(stub.base_url).chat.completions.create(model="m", messages=MESSAGES, stream=True)
     with pytest.raises(json.JSONDecodeError):
         list(stream)
 
@@ -226,9 +222,7 @@ def test_stub_delay_makes_client_time_out(stub):
 def test_stub_delay_then_answers(stub):
     stub.script([delay(0.2, then=reply("after a pause", chunk_size=3))])
     started = time.monotonic()
-    stream = _client(stub.base_url).chat.completions.create(
-        model="m", messages=MESSAGES, stream=True
-    )
+    stream = _client(stub.base_url).chat.completions.create(model="m", messages=MESSAGES, stream=True)
     pieces, _ = _collect(stream)
     assert "".join(pieces) == "after a pause"
     assert time.monotonic() - started >= 0.2

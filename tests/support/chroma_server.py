@@ -47,9 +47,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ChromaServer:
     """Handle on a running ``chroma run`` process."""
 
-    def __init__(
-        self, process: subprocess.Popen, host: str, port: int, path: Path, log_path: Path
-    ) -> None:
+    def __init__(self, process: subprocess.Popen, host: str, port: int, path: Path, log_path: Path) -> None:
         self.process = process
         self.host = host
         self.port = port

@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-predict", type=int, default=DEFAULT_N_PREDICT)
     parser.add_argument("--alias", default=DEFAULT_MODEL_ALIAS, help="model id served")
     parser.add_argument("--model-path", type=Path, default=None)
-    parser.add_argument(
-        "--die-with-parent", action="store_true", help="exit when the parent process dies"
-    )
+    parser.add_argument("--die-with-parent", action="store_true", help="exit when the parent process dies")
     return _serve(parser.parse_args(argv))
 
 
@@ -153,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 class LlamaServer:
     """Handle on a running ``python -m tests.support.llama_server`` process."""
 
-    def __init__(
-        self, process: subprocess.Popen, host: str, port: int, model: str, workdir: Path
-    ) -> None:
+    def __init__(self, process: subprocess.Popen, host: str, port: int, model: str, workdir: Path) -> None:
         self.process = process
         self.host = host
         self.port = port
@@ -227,9 +223,8 @@ def start_llama_server(
     def fail(why: str) -> LlamaServerError:
         _terminate(process, 5.0)
         tail = _tail(err_path, 40) or _tail(out_path, 10)
-        return LlamaServerError(
-            f"LLM server {why} (cmd: {' '.join(cmd)})\n--- stderr tail ---\n{tail}"
-        )
+        shutil.rmtree(workdir, ignore_errors=True)
+        return LlamaServerError(f"LLM server {why} (cmd: {' '.join(cmd)})\n--- stderr tail ---\n{tail}")
 
     deadline = time.monotonic() + timeout
     root_url = None

@@ -108,9 +108,7 @@ class MalformedStream:
 Step = Reply | Status | Delay | CutStream | MalformedStream
 
 
-def reply(
-    text: str, chunk_size: int = 8, *, finish_reason: str = "stop", model: str | None = None
-) -> Reply:
+def reply(text: str, chunk_size: int = 8, *, finish_reason: str = "stop", model: str | None = None) -> Reply:
     """Answer ``text`` (streamed in pieces of ``chunk_size`` characters if asked to)."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
@@ -386,9 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chunk_payload(self, base: dict, delta: dict, finish: str | None, usage: bool) -> dict:
         payload = dict(base)
-        payload["choices"] = [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        ]
+        payload["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
         if usage:
             payload["usage"] = None
         return payload
@@ -397,9 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = self._base(step, body, "chat.completion.chunk")
         self._start_sse()
-        self._sse(
-            self._chunk_payload(base, {"role": "assistant", "content": ""}, None, include_usage)
-        )
+        self._sse(self._chunk_payload(base, {"role": "assistant", "content": ""}, None, include_usage))
         for piece in _pieces(step.text, step.chunk_size):
             self._sse(self._chunk_payload(base, {"content": piece}, None, include_usage))
         self._sse(self._chunk_payload(base, {}, step.finish_reason, include_usage))
@@ -433,9 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "'input' is a required property")
             return
         inputs = body["input"]
-        if isinstance(inputs, str) or (
-            isinstance(inputs, list) and inputs and isinstance(inputs[0], int)
-        ):
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
             inputs = [inputs]  # one string, or one list of token ids
         dim = int(body.get("dimensions") or EMBEDDING_DIM)
         as_base64 = body.get("encoding_format") == "base64"

@@ -1,0 +1,369 @@
+"""cronaca web page: ``python app.py [--host 127.0.0.1] [--port 7860]``.
+
+A thin Gradio layer over ``rag.library.Library``: a Chat tab (cited answers, streamed, with
+follow-ups and filters) and an Articles tab (upload, list, delete). HTML rendering lives in
+``rag.page``; follow-up rewriting in ``rag.conversation``. A new tab is one more function in
+``TABS``. Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (flags win), CRONACA_AUTH=user:pw.
+"""
+
+from __future__ import annotations
+
+# isort: off
+import rag  # noqa: F401  (offline setup before gradio/chroma are imported)
+# isort: on
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from rag import page
+from rag.config import Config
+from rag.conversation import standalone_question
+from rag.library import Library
+from rag.models import Answer
+from rag.parsing import SUFFIXES, parse_date
+from rag.retrieval import Filters
+
+log = logging.getLogger("cronaca.app")
+
+UPLOAD_TYPES = [".txt", ".md", ".json", ".jsonl", ".html", ".htm"]
+ALL_SOURCES = "__tutte__"
+TABLE_HEADERS = ["Titolo", "Data", "Fonte", "Frammenti", "ID"]
+
+
+def say(msg: str) -> None:
+    print(f"[cronaca] {msg}", flush=True)
+
+
+def ensure_sample(lib: Library) -> str:
+    """On first start with an empty store, ingest the sample articles; returns a page note."""
+    if lib.store.count_articles() > 0:
+        return ""
+    sample = Path(lib.config.sample_dir)
+    if not sample.is_dir():
+        say(f"archivio vuoto e nessuna cartella di esempio in {sample}")
+        return "Archivio vuoto: caricare articoli dalla scheda «Articoli»."
+    say(f"primo avvio: archivio vuoto, importo gli articoli di esempio da {sample} …")
+    last: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done in (0, total) or now - last.get(stage, 0) > 2:
+            last[stage] = now
+            label = {"embed": "calcolo embedding", "index": "indice BM25"}.get(stage, stage)
+            say(f"  {label}: {done}/{total}")
+
+    t0 = time.monotonic()
+    report = lib.ingest([sample], progress=progress)
+    for e in report.errors:
+        say(f"  errore: {e}")
+    say(f"esempi importati in {time.monotonic() - t0:.0f} s: {report.summary()}")
+    return (f"Primo avvio: importati {report.added} articoli di esempio da `{sample.name}` "
+            f"({report.chunks} frammenti).")
+
+
+def safe_name(name: str, taken: set[str]) -> str:
+    """Basename only, no path traversal, no odd characters, unique within one upload."""
+    base = Path(str(name).replace("\\", "/")).name
+    base = re.sub(r"[^\w.\-]+", "_", base).lstrip(".") or "file"
+    stem, suffix = os.path.splitext(base)
+    stem = stem[:80] or "file"
+    candidate, i = stem + suffix.lower(), 1
+    while candidate in taken:
+        i += 1
+        candidate = f"{stem}-{i}{suffix.lower()}"
+    taken.add(candidate)
+    return candidate
+
+
+class App:
+    """Event handlers; one instance per server, per-session data travels in gr.State."""
+
+    def __init__(self, lib: Library, startup_note: str = "") -> None:
+        self.lib = lib
+        self.config = lib.config
+        self.startup_note = startup_note
+        # BM25 and the store are shared: an ingest must not run while a question is answered
+        self.lock = threading.Lock()
+
+    # ---- status -------------------------------------------------------------------------
+    def status_md(self) -> str:
+        s = self.lib.stats()
+        period = f" · dal {s['first_date']} al {s['last_date']}" if s["first_date"] else ""
+        text = f"**Archivio:** {s['articles']} articoli · {s['chunks']} frammenti{period}"
+        if self.startup_note:
+            text += f"  \n{self.startup_note}"
+        return text
+
+    def source_choices(self) -> list[tuple[str, str]]:
+        return [("Tutte le fonti", ALL_SOURCES)] + [(s, s) for s in self.lib.stats()["sources"]]
+
+    # ---- chat ---------------------------------------------------------------------------
+    @staticmethod
+    def new_session() -> dict:
+        return {"messages": [], "pairs": [], "sources": []}
+
+    def _filters(self, since: str, until: str, source: str) -> Filters:
+        for label, value in (("Dal", since), ("Al", until)):
+            if value and value.strip():
+                try:
+                    parse_date(value.strip())
+                except ValueError:
+                    raise ValueError(f"Data «{value.strip()}» non valida nel campo «{label}»: "
+                                     "usare il formato AAAA-MM-GG (per esempio 2024-11-05) "
+                                     "oppure AAAA-MM.") from None
+        src = "" if not source or source == ALL_SOURCES else source
+        return Filters.from_strings((since or "").strip(), (until or "").strip(), src)
+
+    def chat(self, message: str, since: str, until: str, source: str, session: dict | None):
+        session = session or self.new_session()
+        message = (message or "").strip()
+        shown = session["messages"]
+        if not message:
+            yield shown, page.sources_html(session["sources"]), "", session
+            return
+        user_msg = {"role": "user", "content": page.esc(message)}
+        try:
+            filters = self._filters(since, until, source)
+        except ValueError as exc:
+            session["messages"] = shown + [user_msg, {"role": "assistant", "content": page.esc(exc)}]
+            yield session["messages"], page.sources_html(session["sources"]), "", session
+            return
+
+        pending = {"role": "assistant", "content": "_Cerco negli articoli…_"}
+        yield shown + [user_msg, pending], page.sources_html(session["sources"]), "", session
+        try:
+            llm = None
+            if session["pairs"] and self.config.llm_configured:
+                from rag.llm import LLM
+
+                llm = LLM(self.config)
+            question = standalone_question(session["pairs"], message, llm=llm)
+            answer: Answer | None = None
+            streamed: list[str] = []
+            with self.lock:
+                for item in self.lib.stream(question, k=None, filters=filters,
+                                            answerer="auto", fallback="extractive"):
+                    if isinstance(item, Answer):
+                        answer = item
+                        break
+                    streamed.append(item)
+                    pending = {"role": "assistant", "content": page.esc("".join(streamed))}
+                    yield shown + [user_msg, pending], page.sources_html(session["sources"]), "", session
+            if answer is None:
+                raise RuntimeError("nessuna risposta prodotta")
+        except Exception as exc:  # the page keeps working whatever failed
+            log.exception("answering %r failed", message)
+            text = f"Non è stato possibile rispondere: {exc}"
+            session["messages"] = shown + [user_msg, {"role": "assistant", "content": page.esc(text)}]
+            yield session["messages"], page.sources_html(session["sources"]), "", session
+            return
+
+        turn = len(session["sources"]) + 1
+        session["sources"].append({"turn": turn, "question": question, "citations": answer.citations})
+        session["pairs"].append((message, answer.text))
+        final = {"role": "assistant", "content": page.answer_html(answer, turn, asked=message)}
+        session["messages"] = shown + [user_msg, final]
+        yield session["messages"], page.sources_html(session["sources"]), "", session
+
+    def clear(self):
+        session = self.new_session()
+        return [], page.sources_html([]), "", session
+
+    # ---- articles -----------------------------------------------------------------------
+    def table(self) -> pd.DataFrame:
+        rows = [[a.get("title", ""), a.get("date", ""), a.get("source", ""), a.get("chunks", ""), a["id"]]
+                for a in self.lib.articles()]
+        return pd.DataFrame(rows, columns=TABLE_HEADERS)
+
+    def upload(self, files):
+        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+        if not paths:
+            return self._after_change('<div class="upload-report">Nessun file selezionato.</div>')
+        lines: list[str] = []
+        errors: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="cronaca-upload-") as tmp:
+            taken: set[str] = set()
+            to_ingest: list[Path] = []
+            for src in paths:
+                name = safe_name(Path(src).name, taken)
+                suffix = Path(name).suffix.lower()
+                if suffix not in UPLOAD_TYPES or suffix not in SUFFIXES:
+                    errors.append(f"{name}: tipo di file non ammesso (ammessi: {', '.join(UPLOAD_TYPES)})")
+                    continue
+                try:
+                    size = os.path.getsize(src)
+                except OSError as exc:
+                    errors.append(f"{name}: file non leggibile ({exc.strerror})")
+                    continue
+                if size > self.config.max_file_bytes:
+                    errors.append(f"{name}: file troppo grande ({size / 1048576:.1f} MB, "
+                                  f"limite {self.config.max_file_mb:g} MB)")
+                    continue
+                dest = Path(tmp) / name
+                shutil.copyfile(src, dest)
+                to_ingest.append(dest)
+            if to_ingest:
+                try:
+                    with self.lock:
+                        report = self.lib.ingest(to_ingest)
+                except Exception as exc:
+                    log.exception("upload ingest failed")
+                    errors.append(f"importazione non riuscita: {exc}")
+                else:
+                    lines.append(f"Importazione: {report.summary()} ({report.chunks} frammenti scritti)")
+                    errors.extend(str(e).replace(tmp + os.sep, "") for e in report.errors)
+                    lines.extend(n.replace(tmp + os.sep, "") for n in report.notes)
+        out = ['<div class="upload-report">']
+        out += [f"<p>{page.esc(line)}</p>" for line in lines]
+        if errors:
+            out.append("<p><b>Errori:</b></p><ul>" +
+                       "".join(f"<li>{page.esc(e)}</li>" for e in errors) + "</ul>")
+        out.append("</div>")
+        return self._after_change("".join(out))
+
+    def delete(self, article_id: str):
+        article_id = (article_id or "").strip()
+        if not article_id:
+            msg = "Indicare l'ID dell'articolo da eliminare (clic su una riga della tabella)."
+        else:
+            with self.lock:
+                ok = self.lib.delete(article_id)
+            msg = f"Eliminato l'articolo {article_id}." if ok else f"Nessun articolo con ID {article_id}."
+        return self._after_change(f'<div class="upload-report"><p>{page.esc(msg)}</p></div>')
+
+    def _after_change(self, report_html: str):
+        return (report_html, self.table(), gr.update(choices=self.source_choices()),
+                self.status_md(), None)
+
+    @staticmethod
+    def pick_row(evt: gr.SelectData) -> str:
+        row = getattr(evt, "row_value", None) or []
+        return str(row[-1]) if row else ""
+
+
+# ---- layout -------------------------------------------------------------------------------
+def chat_tab(app: App, ui: dict) -> None:
+    with gr.Tab("Chat", id="chat"):
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Conversazione", height=460, elem_id="chatbot",
+                                     feedback_options=None, buttons=["copy"],
+                                     placeholder="Fai una domanda sugli articoli in archivio.")
+                with gr.Row():
+                    msg = gr.Textbox(label="Domanda", placeholder="Es.: Quali club vogliono Ancelotti?",
+                                     scale=5, elem_id="question", autofocus=True)
+                    send = gr.Button("Invia", variant="primary", scale=1, elem_id="send")
+                clear = gr.Button("Nuova conversazione", size="sm")
+            with gr.Column(scale=1, min_width=220):
+                gr.Markdown("**Filtri**")
+                since = gr.Textbox(label="Dal (AAAA-MM-GG)", placeholder="2024-09-01", elem_id="since")
+                until = gr.Textbox(label="Al (AAAA-MM-GG)", placeholder="2025-06-30", elem_id="until")
+                source = gr.Dropdown(label="Fonte", choices=app.source_choices(), value=ALL_SOURCES,
+                                     elem_id="source")
+        gr.Markdown("### Fonti", elem_classes="sources-heading")
+        sources = gr.HTML(page.sources_html([]), elem_id="sources-panel")
+        session = gr.State(App.new_session())
+        args = dict(fn=app.chat, inputs=[msg, since, until, source, session],
+                    outputs=[chatbot, sources, msg, session])
+        send.click(api_name="ask", **args)
+        msg.submit(api_visibility="private", **args)
+        clear.click(app.clear, None, [chatbot, sources, msg, session], api_visibility="private")
+        ui["source"] = source
+
+
+def articles_tab(app: App, ui: dict) -> None:
+    with gr.Tab("Articoli", id="articles"):
+        gr.Markdown(f"Caricare articoli ({', '.join(UPLOAD_TYPES)}; massimo "
+                    f"{app.config.max_file_mb:g} MB per file). Markdown con intestazione "
+                    "`title` / `date` / `source` / `url`.")
+        files = gr.File(label="File da importare", file_count="multiple", file_types=UPLOAD_TYPES,
+                        elem_id="upload")
+        upload = gr.Button("Importa", variant="primary", elem_id="import")
+        report = gr.HTML(elem_id="upload-report")
+        table = gr.Dataframe(value=app.table(), headers=TABLE_HEADERS, interactive=False,
+                             label="Articoli in archivio", elem_id="articles-table", wrap=True)
+        with gr.Row():
+            del_id = gr.Textbox(label="ID dell'articolo da eliminare", scale=4, elem_id="delete-id")
+            delete = gr.Button("Elimina", variant="stop", scale=1)
+        outputs = [report, table, ui["source"], ui["status"], files]
+        upload.click(app.upload, files, outputs, api_name="upload")
+        delete.click(app.delete, del_id, outputs, api_name="delete")
+        table.select(App.pick_row, None, del_id, api_visibility="private")
+
+
+# future tabs (e.g. summaries) are one more function here
+TABS: list[Callable[[App, dict], None]] = [chat_tab, articles_tab]
+
+
+def build(app: App) -> gr.Blocks:
+    with gr.Blocks(title="cronaca", analytics_enabled=False) as demo:
+        with gr.Row():
+            gr.Markdown("## cronaca · domande sugli articoli, con le fonti")
+            gr.HTML(page.badge_html(app.config))
+        ui = {"status": gr.Markdown(app.status_md(), elem_id="status")}
+        for tab in TABS:
+            tab(app, ui)
+    return demo
+
+
+def theme() -> gr.themes.Base:
+    # system fonts only: the default theme would fetch Google Fonts, and we stay offline
+    return gr.themes.Default(font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
+                             font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="cronaca web page")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT") or 7860))
+    return p.parse_args(argv)
+
+
+def auth_from_env() -> tuple[str, str] | None:
+    raw = os.environ.get("CRONACA_AUTH", "")
+    if not raw:
+        return None
+    user, sep, password = raw.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit("CRONACA_AUTH must be user:password")
+    return user, password
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    args = parse_args(argv)
+    auth = auth_from_env()
+    from rag.store import StoreError
+
+    try:
+        lib = Library(Config.load())
+    except (StoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    note = ensure_sample(lib)
+    app = App(lib, startup_note=note)
+    demo = build(app)
+    demo.queue()
+    say(f"pagina su http://{args.host}:{args.port}" + (" (con autenticazione)" if auth else ""))
+    demo.launch(server_name=args.host, server_port=args.port, auth=auth,
+                auth_message="cronaca: accesso riservato" if auth else None,
+                max_file_size=f"{app.config.max_file_mb:g}mb", theme=theme(), css=page.CSS,
+                head=page.HEAD, footer_links=["api"], show_error=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Prepare a cached store for a corpus, run the cases through retrieval and the answerer, aggregate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval import metrics as M
+from eval.sets import Case, EvalSet
+
+HITK_MAX = 20
+READY = "eval-ready.json"
+
+
+@dataclass
+class RunSettings:
+    modes: list[str]
+    k: int = 5
+    answers: bool = True
+    judge: bool = False
+
+
+@dataclass
+class RunResult:
+    cases: list[dict[str, Any]]
+    aggregate: dict[str, dict[str, float]]
+    hitk: dict[str, list[float]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- corpus + store
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CRONACA_EVAL_CACHE") or ".eval-cache").expanduser().resolve()
+
+
+def write_records(records: list[dict], root: Path) -> Path:
+    """The SQuAD paragraphs as a JSONL corpus file in the cache, named by its content."""
+    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    digest = hashlib.sha1(body.encode()).hexdigest()[:16]
+    corpus = root / "corpora" / digest
+    path = corpus / "squad.jsonl"
+    if not path.exists():
+        corpus.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(body, encoding="utf-8")
+        tmp.replace(path)
+    return corpus
+
+
+def corpus_files(corpus: Path) -> list[Path]:
+    from rag.parsing import SUFFIXES, iter_files
+
+    return [p for p, err in iter_files([corpus]) if err is None and p.suffix.lower() in SUFFIXES]
+
+
+def embedder_name(config) -> str:
+    if config.embedder == "e5":
+        from rag.embeddings import E5Embedder
+
+        return E5Embedder.name
+    return f"{config.embedder}/{config.embed_model}"
+
+
+def store_key(corpus: Path, config) -> str:
+    h = hashlib.sha1()
+    for p in sorted(corpus_files(corpus)):
+        h.update(hashlib.sha1(p.read_bytes()).hexdigest().encode())
+    h.update(f"|{embedder_name(config)}|{config.chunk_tokens}|{config.chunk_overlap}".encode())
+    return h.hexdigest()[:20]
+
+
+def open_library(corpus: Path, progress: Callable[[str, int, int], None] | None = None):
+    """A Library over ``<cache>/<key>``, ingesting the corpus the first time only."""
+    from rag.config import Config
+    from rag.library import Library
+
+    base = Config.load()
+    key = store_key(corpus, base)
+    home = cache_root() / key
+    config = base.with_(home=home, chroma_host="")
+    ready = home / READY
+    lib = Library(config)
+    info: dict[str, Any] = {"store": str(home), "key": key, "reused": ready.exists()}
+    if not ready.exists():
+        t = time.perf_counter()
+        report = lib.ingest([corpus], progress=progress)
+        info["ingest"] = report.to_dict() | {"seconds": round(time.perf_counter() - t, 1)}
+        info["ingest"].pop("article_ids", None)
+        if report.errors and not report.added:
+            raise RuntimeError(f"ingest of {corpus} failed: {report.errors[0]}")
+        ready.write_text(json.dumps(info["ingest"], indent=1) + "\n")
+    else:
+        info["ingest"] = json.loads(ready.read_text())
+    info["articles"] = len(lib.articles())
+    info["chunks"] = lib.store.count_chunks()
+    info["embedder"] = lib.embedder.name
+    return lib, info
+
+
+# --------------------------------------------------------------------------- one case
+
+
+def _filters(case: Case):
+    from rag.retrieval import Filters
+
+    return Filters.from_strings(**case.filters)
+
+
+def retrieval_case(lib, case: Case, mode: str, k: int) -> dict[str, Any]:
+    t = time.perf_counter()
+    result = lib.retriever.search(case.question, k=max(k, HITK_MAX), filters=_filters(case), mode=mode)
+    ms = (time.perf_counter() - t) * 1000
+    ranked = M.ranked_articles(result.hits)
+    out: dict[str, Any] = {"retrieved": [aid for aid, _ in ranked], "latency_ms": round(ms, 1)}
+    if case.unanswerable or not case.relevant:
+        return out
+    rel = M.relevance(ranked, case.relevant)
+    n = len(case.relevant)
+    out["hitk"] = [M.hit_at(rel, i) for i in range(1, HITK_MAX + 1)]
+    out["metrics"] = {
+        "hit@1": M.hit_at(rel, 1), "hit@5": M.hit_at(rel, 5), "hit@10": M.hit_at(rel, 10),
+        f"recall@{k}": M.recall_at(rel, n, k), "mrr@10": M.mrr_at(rel, 10),
+        "ndcg@10": M.ndcg_at(rel, n, 10),
+    }
+    return out
+
+
+def answer_case(lib, case: Case, mode: str, k: int, judge=None) -> dict[str, Any]:
+    from rag.answering import answer
+
+    ans = answer(lib, case.question, k=k, filters=_filters(case), answerer="auto", retrieval_mode=mode)
+    m: dict[str, Any] = {}
+    golds = case.answers
+    if case.unanswerable:
+        m["abstain_correct"] = float(ans.declined)
+    else:
+        m["abstain_wrong"] = float(ans.declined)
+        if golds:
+            text = "" if ans.declined else ans.text
+            m["answer_contains"] = float(M.contains(text, golds))
+            m["token_f1"] = M.token_f1(text, golds)
+            m["exact_match"] = float(M.exact_match(text, golds))
+    if not ans.declined:
+        m["citations_resolve"] = M.citations_resolve(ans.text, [c.n for c in ans.citations])
+        m["cited_sentences"] = M.cited_sentences(ans.text, ans.lang)
+        if not case.unanswerable and golds and ans.citations:
+            m["citation_precision"] = M.mean(
+                float(M.contains(c.quote, golds) or M.contains(c.chunk_text, golds)) for c in ans.citations
+            )
+    if judge is not None and not ans.declined:
+        m.update(judge(ans))
+    return {
+        "answer": ans.text,
+        "declined": ans.declined,
+        "answer_mode": ans.mode,
+        "notice": ans.notice,
+        "citations": [c.to_dict() | {"path": c.path} for c in ans.citations],
+        "answer_latency_ms": round(ans.timings_ms.get("total", 0.0), 1),
+        "usage": ans.usage,
+        "metrics": {k2: v for k2, v in m.items() if v is not None},
+    }
+
+
+# --------------------------------------------------------------------------- LLM judge
+
+
+def make_judge(lib):
+    """Each answer sentence against the chunks it cites: does the source support it? (yes/no)."""
+    from rag.citations import MARKER, markers
+    from rag.llm import LLM, Usage
+    from rag.text import sentence_spans
+
+    llm = LLM(lib.config)
+    usage = Usage()
+
+    def judge(ans) -> dict[str, float]:
+        by_n = {c.n: (c.chunk_text or c.quote) for c in ans.citations}
+        verdicts = []
+        for s, e in sentence_spans(ans.text, ans.lang):
+            sent = ans.text[s:e]
+            sources = [by_n[n] for n in markers(sent) if n in by_n]
+            claim = MARKER.sub("", sent).strip()
+            if not sources or len(claim) < 3:
+                continue
+            prompt = (
+                "Source passages:\n" + "\n---\n".join(sources)
+                + f"\n\nClaim: {claim}\n\nIs the claim fully supported by the source passages? "
+                "Answer only yes or no."
+            )
+            reply = llm.complete([{"role": "user", "content": prompt}], max_tokens=3, usage=usage)
+            verdicts.append(float(reply.strip().lower().startswith(("yes", "sì", "si"))))
+        out = {}
+        if verdicts:
+            out["judge_faithful_sentences"] = sum(verdicts) / len(verdicts)
+            out["judge_all_faithful"] = float(all(verdicts))
+        return out
+
+    judge.usage = usage  # type: ignore[attr-defined]
+    return judge
+
+
+# --------------------------------------------------------------------------- whole run
+
+
+def run(lib, evalset: EvalSet, settings: RunSettings, advance: Callable[[], None] | None = None,
+        partial: Path | None = None) -> RunResult:
+    """Case by case, every mode for one case before the next, so that ``partial`` (one JSON row
+    per finished case, appended as we go) always holds comparable numbers for all modes."""
+    judge = make_judge(lib) if settings.judge else None
+    per_case: list[dict[str, Any]] = []
+    fh = partial.open("w", encoding="utf-8") if partial else None
+    try:
+        for case in evalset.cases:
+            row = {"id": case.id, "question": case.question, "answers": case.answers,
+                   "relevant": case.relevant, "unanswerable": case.unanswerable,
+                   "filters": case.filters, "modes": {}}
+            for mi, mode in enumerate(settings.modes):
+                entry = retrieval_case(lib, case, mode, settings.k)
+                if mi == 0 and settings.answers:
+                    entry.update(_answer_entry(answer_case(lib, case, mode, settings.k, judge)))
+                row["modes"][mode] = entry
+                if advance:
+                    advance()
+            per_case.append(row)
+            if fh:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()
+    finally:
+        if fh:
+            fh.close()
+    aggregate, hitk = aggregate_cases(per_case, settings.modes, settings.answers)
+    extra = {}
+    if judge is not None:
+        extra["judge_usage"] = {"prompt_tokens": judge.usage.prompt_tokens,
+                                "completion_tokens": judge.usage.completion_tokens}
+    return RunResult(cases=per_case, aggregate=aggregate, hitk=hitk, extra=extra)
+
+
+def aggregate_cases(per_case: list[dict[str, Any]], modes: list[str], answers: bool = True
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
+    aggregate, hitk = {}, {}
+    for mi, mode in enumerate(modes):
+        entries = [row["modes"][mode] for row in per_case if mode in row["modes"]]
+        aggregate[mode], hitk[mode] = _aggregate(entries, with_answers=mi == 0 and answers)
+    return aggregate, hitk
+
+
+def _answer_entry(a: dict[str, Any]) -> dict[str, Any]:
+    return {"answer_" + k if k in ("metrics",) else k: v for k, v in a.items()}
+
+
+RETRIEVAL_ORDER = ["hit@1", "hit@5", "hit@10", "recall@", "mrr@10", "ndcg@10"]
+
+
+def _aggregate(entries: list[dict[str, Any]], with_answers: bool) -> tuple[dict[str, float], list[float]]:
+    agg: dict[str, float] = {}
+    scored = [e for e in entries if "metrics" in e]
+    names = list(scored[0]["metrics"]) if scored else []
+    for name in names:
+        agg[name] = M.mean(e["metrics"][name] for e in scored)
+    agg["retrieval_cases"] = len(scored)
+    curve = [M.mean(e["hitk"][i] for e in scored) or 0.0 for i in range(HITK_MAX)] if scored else []
+    lat = [e["latency_ms"] for e in entries]
+    agg["latency_p50_ms"] = M.percentile(lat, 50)
+    agg["latency_p95_ms"] = M.percentile(lat, 95)
+    if with_answers:
+        ams = [e.get("answer_metrics", {}) for e in entries]
+        for name in ("answer_contains", "token_f1", "exact_match"):
+            agg[name] = M.mean(a.get(name) for a in ams)
+        agg["answer_contains_given_hit5"] = M.mean(
+            a.get("answer_contains") for e, a in zip(entries, ams)
+            if e.get("metrics", {}).get("hit@5") == 1.0
+        )
+        for name in ("citations_resolve", "citation_precision", "cited_sentences",
+                     "abstain_correct", "abstain_wrong"):
+            agg[name] = M.mean(a.get(name) for a in ams)
+        for name in ("judge_faithful_sentences", "judge_all_faithful"):
+            if any(name in a for a in ams):
+                agg[name] = M.mean(a.get(name) for a in ams)
+        alat = [e["answer_latency_ms"] for e in entries if "answer_latency_ms" in e]
+        agg["answer_latency_p50_ms"] = M.percentile(alat, 50)
+        agg["answer_latency_p95_ms"] = M.percentile(alat, 95)
+        agg["llm_tokens_in"] = sum(e.get("usage", {}).get("prompt_tokens", 0) for e in entries)
+        agg["llm_tokens_out"] = sum(e.get("usage", {}).get("completion_tokens", 0) for e in entries)
+        agg["answered_cases"] = sum(1 for e in entries if "answer" in e)
+    return {k: v for k, v in agg.items() if v is not None}, curve

@@ -1,0 +1,389 @@
+"""Summaries of one article, of what the store says about a topic, or of a period (a digest).
+
+Articles are selected (by id, by a retrieval query, or by date range), grouped into stories
+(``rag.stories``), and each story is summarised, newest story first:
+
+* extractively (default, offline): the 1-3 most central sentences of the story, by sentence
+  embeddings, a position prior (news puts the facts first) and, for a query, closeness to the
+  query; MMR keeps them from repeating each other. Every sentence is quoted verbatim and cited.
+* by a language model when one is configured: one call per story (map), then one call that
+  merges the story summaries into a digest (reduce), all within ``model_context_tokens``.
+  Markers are validated like answers are (``rag.citations.validate``).
+
+``stream_summary`` yields text deltas then the final ``Summary``, like ``stream_answer``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rag.chunking import count_tokens
+from rag.citations import citation_for, validate
+from rag.lexical import tokenize
+from rag.llm import LLM, LLMError
+from rag.models import Citation, Hit
+from rag.prompts import fence, render
+from rag.retrieval import Filters
+from rag.stories import DEFAULT_THRESHOLD, Story, group_stories
+from rag.store import where_clause
+from rag.text import fold, sentence_spans
+
+MAX_STORIES = 8  # a query or digest summary covers at most this many stories
+MAX_SENTENCES_PER_ARTICLE = 30  # embedding every sentence of a long article buys nothing
+MMR_LAMBDA = 0.7
+
+
+@dataclass
+class Summary:
+    text: str
+    mode: str  # "llm" or "extractive"
+    model: str
+    stories: list[Story] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    lang: str = "it"
+    notice: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.text,
+            "mode": self.mode,
+            "model": self.model,
+            "stories": [{"title": s.title, "article_ids": list(s.article_ids)} for s in self.stories],
+            "citations": [c.to_dict() for c in self.citations],
+        }
+
+
+class SummaryError(ValueError):
+    """The request cannot be summarised as asked (no such article, nothing selected)."""
+
+
+# -- selection -----------------------------------------------------------------------------------
+
+
+def _full(lib, record: dict[str, Any]) -> dict[str, Any] | None:
+    if "text" in record:
+        return record
+    return lib.store.get_article(record["id"], with_text=True)
+
+
+def select_articles(lib, *, article_id=None, query=None, since="", until="", source="", digest=False,
+                    k: int = 30) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The articles to summarise, with a relevance per article (higher = more relevant)."""
+    if article_id:
+        art = lib.store.get_article(article_id, with_text=True)
+        if art is None:
+            raise SummaryError(f"no article with id {article_id}")
+        return [art], {art["id"]: 1.0}
+    filters = Filters.from_strings(since or "", until or "", source or "")
+    if query:
+        hits = lib.retriever.search(query, k=k, filters=filters).hits
+        relevance: dict[str, float] = {}
+        for rank, hit in enumerate(hits):
+            relevance.setdefault(hit.article_id, 1.0 / (1 + rank))
+        q_tokens = set(tokenize(query, "it")) | set(tokenize(query, "en"))
+        articles = [a for a in (lib.store.get_article(aid, with_text=True) for aid in relevance) if a]
+        # retrieval always returns k chunks; keep the articles that name what was asked, if any do
+        if q_tokens:
+            def shared(a: dict[str, Any]) -> int:
+                toks = set(tokenize(f"{a.get('title', '')}\n{a['text']}", "it"))
+                return len(q_tokens & toks)
+
+            best = max((shared(a) for a in articles), default=0)
+            if best:
+                need = max(1, (best + 1) // 2)
+                articles = [a for a in articles if shared(a) >= need]
+        return articles, {a["id"]: relevance[a["id"]] for a in articles}
+    if digest or since or until or source:
+        where = where_clause(filters.since, filters.until, filters.source)
+        records = lib.store.list_articles(where=where)
+        articles = [a for a in (_full(lib, r) for r in records) if a]
+        return articles, {a["id"]: 1.0 for a in articles}
+    raise SummaryError("say what to summarise: an article id, a query, or a period (--since/--until)")
+
+
+def make_stories(lib, articles: list[dict[str, Any]], relevance: dict[str, float],
+                 threshold: float = DEFAULT_THRESHOLD, max_stories: int = MAX_STORIES) -> list[Story]:
+    if not articles:
+        return []
+    vectors = lib.store.article_vectors([a["id"] for a in articles])
+    stories = group_stories(articles, vectors, threshold)
+    if len(stories) > max_stories:  # keep the most relevant, then show them newest first
+        ranked = sorted(stories, key=lambda s: -max(relevance.get(i, 0.0) for i in s.article_ids))
+        keep = {id(s) for s in ranked[:max_stories]}
+        stories = [s for s in stories if id(s) in keep]
+    return stories
+
+
+# -- extractive ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sentence:
+    article: dict[str, Any]
+    start: int
+    end: int
+    text: str
+    position: int  # index of the sentence in its article
+    score: float = 0.0
+
+
+def _paragraph(text: str, start: int, end: int) -> tuple[int, int]:
+    s = text.rfind("\n\n", 0, start)
+    s = 0 if s < 0 else s + 2
+    e = text.find("\n\n", end)
+    e = len(text) if e < 0 else e
+    return s, e
+
+
+def _sentences(article: dict[str, Any]) -> list[_Sentence]:
+    text = article.get("text") or ""
+    out = []
+    for s, e in sentence_spans(text, "it"):
+        sent = text[s:e]
+        # a heading (no final stop, short) or a question is no summary sentence
+        if len(sent.split()) < 6 or sent.rstrip().endswith("?") or sent.rstrip()[-1:] not in ".!»\"”'’)":
+            continue
+        # keep sentence boundaries inside one paragraph (a heading glued to its paragraph)
+        if "\n" in sent:
+            cut = sent.rfind("\n") + 1
+            s, sent = s + cut, sent[cut:]
+            if len(sent.split()) < 6:
+                continue
+        out.append(_Sentence(article, s, e, sent, len(out)))
+        if len(out) >= MAX_SENTENCES_PER_ARTICLE:
+            break
+    return out
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-6) if len(x) > 1 else np.zeros_like(x)
+
+
+def pick_sentences(story: Story, embedder, query: str | None = None, max_sentences: int = 3,
+                   ) -> list[_Sentence]:
+    """Central, early, on-topic sentences of the story, not repeating each other (MMR)."""
+    cands = [s for a in story.articles for s in _sentences(a)]
+    if not cands:
+        return []
+    vecs = np.asarray(embedder.embed_passages([c.text for c in cands]), dtype=np.float32)
+    centroid = vecs.mean(axis=0)
+    centroid /= np.linalg.norm(centroid) or 1.0
+    score = 0.5 * _zscore(vecs @ centroid)
+    score += np.array([0.6 / (1 + c.position) ** 0.5 for c in cands])  # the lead carries the news
+    if query:
+        q = embedder.embed_query(query)
+        score += 0.5 * _zscore(vecs @ q)
+        q_tokens = set(tokenize(query, "it"))
+        score += np.array([0.4 if q_tokens & set(tokenize(c.text, "it")) else 0.0 for c in cands])
+    for c, s in zip(cands, score):
+        c.score = float(s)
+    chosen: list[int] = []
+    remaining = list(range(len(cands)))
+    while remaining and len(chosen) < max_sentences:
+        def mmr(i: int) -> float:
+            redundancy = max((float(vecs[i] @ vecs[j]) for j in chosen), default=0.0)
+            return MMR_LAMBDA * cands[i].score - (1 - MMR_LAMBDA) * 4 * redundancy
+
+        best = max(remaining, key=mmr)
+        # stop when the next sentence mostly repeats one already chosen, or is far weaker
+        if chosen and (max(float(vecs[best] @ vecs[j]) for j in chosen) > 0.93
+                       or cands[best].score < cands[chosen[0]].score - 1.0):
+            break
+        chosen.append(best)
+        remaining.remove(best)
+    picked = [cands[i] for i in chosen]
+    # within a story, read in article order: newest article first, then position
+    order = {aid: n for n, aid in enumerate(story.article_ids)}
+    picked.sort(key=lambda c: (order.get(c.article["id"], 0), c.start))
+    return picked
+
+
+def _hit_for(article: dict[str, Any], start: int = 0, end: int | None = None) -> Hit:
+    text = article.get("text") or ""
+    end = len(text) if end is None else end
+    return Hit(
+        chunk_id=f"{article['id']}::summary", article_id=article["id"], text=text[start:end], score=0.0,
+        title=article.get("title", ""), date=article.get("date", ""), source=article.get("source", ""),
+        url=article.get("url", ""), path=article.get("path", ""), start=start, end=end,
+    )
+
+
+def _heading(story: Story, lang: str) -> str:
+    n = len(story.article_ids)
+    dates = story.date_range or "?"
+    if n == 1:
+        return f"{story.title} ({dates})"
+    word = "articoli" if lang == "it" else "articles"
+    return f"{story.title} ({dates}; {n} {word})"
+
+
+def extractive_summary(lib, stories: list[Story], query: str | None, lang: str, single: bool) -> Summary:
+    numbers: dict[str, int] = {}
+    citations: list[Citation] = []
+    blocks = []
+    for story in stories:
+        picked = pick_sentences(story, lib.embedder, query, max_sentences=3 if single or len(stories) == 1
+                                else 2)
+        if not picked:
+            continue
+        parts = []
+        for sent in picked:
+            aid = sent.article["id"]
+            if aid not in numbers:
+                numbers[aid] = len(numbers) + 1
+                ps, pe = _paragraph(sent.article["text"], sent.start, sent.end)
+                citations.append(citation_for(numbers[aid], _hit_for(sent.article, ps, pe), sent.text))
+            else:
+                cit = citations[numbers[aid] - 1]
+                cit.quote = f"{cit.quote} … {sent.text}"
+            parts.append(f"{sent.text} [{numbers[aid]}]")
+        body = " ".join(parts)
+        blocks.append(body if single else f"{_heading(story, lang)}\n{body}")
+    notice = render(lib.config.prompts_dir, "summary_notice", lang)
+    text = "\n\n".join(blocks) if blocks else render(lib.config.prompts_dir, "summary_empty", lang)
+    return Summary(text=text, mode="extractive", model="extractive", stories=stories,
+                   citations=citations, lang=lang, notice=notice)
+
+
+# -- language model ------------------------------------------------------------------------------
+
+
+def _fit(text: str, budget: int) -> str:
+    """The start of ``text`` within ``budget`` tokens, cut at a paragraph or sentence edge."""
+    if count_tokens(text) <= budget:
+        return text
+    from rag.chunking import encoding
+
+    enc = encoding()
+    cut = enc.decode(enc.encode(text, disallowed_special=())[: max(0, budget)])
+    edge = max(cut.rfind("\n\n"), cut.rfind(". "))
+    return cut[: edge + 1] if edge > len(cut) // 2 else cut
+
+
+def _sources_block(lib, lang: str, numbered: list[tuple[int, dict[str, Any]]], budget: int) -> str:
+    per = max(120, budget // max(1, len(numbered)) - 40)
+    return "\n\n".join(
+        render(lib.config.prompts_dir, "source", lang, n=n, title=html.escape(a.get("title", ""), quote=True),
+               date=a.get("date") or "?", source=html.escape(a.get("source") or "?", quote=True),
+               text=fence(_fit(a.get("text") or "", per)))
+        for n, a in numbered
+    )
+
+
+def _budget(lib, *prompts: str) -> int:
+    cfg = lib.config
+    fixed = sum(count_tokens(p) for p in prompts) + 200
+    return max(400, cfg.model_context_tokens - cfg.answer_tokens - fixed)
+
+
+def _messages(lib, name: str, lang: str, **values: object) -> list[dict]:
+    d = lib.config.prompts_dir
+    return [{"role": "system", "content": render(d, f"{name}_system", lang)},
+            {"role": "user", "content": render(d, f"{name}_user", lang, **values)}]
+
+
+def _llm_summary(lib, stories: list[Story], query: str | None, lang: str, period: str,
+                 ) -> Iterator[str | Summary]:
+    llm = LLM(lib.config)
+    d = lib.config.prompts_dir
+    numbers: dict[str, int] = {}
+    by_number: list[dict[str, Any]] = []
+    for story in stories:
+        for a in story.articles:
+            if a["id"] not in numbers:
+                numbers[a["id"]] = len(numbers) + 1
+                by_number.append(a)
+    focus = render(d, "summary_focus", lang, query=query) if query else ""
+    overhead = render(d, "summary_system", lang) + render(d, "summary_user", lang, sources="", focus=focus)
+    budget = _budget(lib, overhead)
+
+    def map_messages(story: Story) -> list[dict]:
+        numbered = [(numbers[a["id"]], a) for a in story.articles]
+        return _messages(lib, "summary", lang, sources=_sources_block(lib, lang, numbered, budget),
+                         focus=focus, title=story.title, dates=story.date_range or "?")
+
+    raw: list[str] = []
+    if len(stories) == 1:
+        for delta in llm.stream(map_messages(stories[0])):
+            raw.append(delta)
+            yield delta
+    else:
+        partials = []
+        for story in stories:
+            partial = llm.complete(map_messages(story)).strip()
+            partials.append(f"<notizia titolo=\"{html.escape(story.title, quote=True)}\" "
+                            f"data=\"{story.date_range or '?'}\">\n{fence(partial)}\n</notizia>")
+        dfocus = render(d, "summary_focus", lang, query=query) if query else ""
+        reduce_budget = _budget(lib, render(d, "digest_system", lang),
+                                render(d, "digest_user", lang, summaries="", focus=dfocus, period=period))
+        kept, used = [], 0
+        for p in partials:  # newest stories first: the oldest are dropped if they do not fit
+            cost = count_tokens(p)
+            if kept and used + cost > reduce_budget:
+                break
+            kept.append(p)
+            used += cost
+        for delta in llm.stream(_messages(lib, "digest", lang, summaries="\n\n".join(kept), focus=dfocus,
+                                          period=period or "?")):
+            raw.append(delta)
+            yield delta
+    hits = [_hit_for(a) for a in by_number]
+    clean, citations = validate("".join(raw), hits, lang)
+    yield Summary(text=clean, mode="llm", model=llm.model, stories=stories, citations=citations,
+                  lang=lang)
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
+def _period(since: str, until: str) -> str:
+    if since and until:
+        return f"{since} – {until}"
+    return since or until or ""
+
+
+def stream_summary(lib, *, article_id=None, query=None, since="", until="", source="", lang="it",
+                   digest=False, k=30, answerer: str = "auto", fallback: str | None = "extractive",
+                   ) -> Iterator[str | Summary]:
+    lang = "en" if fold(lang or "it").startswith("en") else "it"
+    articles, relevance = select_articles(lib, article_id=article_id, query=query, since=since,
+                                          until=until, source=source, digest=digest, k=k)
+    stories = make_stories(lib, articles, relevance)
+    use_llm = answerer == "llm" or (answerer == "auto" and lib.config.llm_configured)
+    summary: Summary | None = None
+    if stories and use_llm:
+        shown = False
+        try:
+            for item in _llm_summary(lib, stories, query, lang, _period(since, until)):
+                if isinstance(item, Summary):
+                    summary = item
+                else:
+                    shown = True
+                    yield item
+        except LLMError as exc:
+            if fallback != "extractive":
+                raise
+            summary = extractive_summary(lib, stories, query, lang, single=bool(article_id))
+            summary.notice = f"{exc}. {summary.notice}"
+            yield ("\n\n" if shown else "") + summary.text
+    else:
+        summary = extractive_summary(lib, stories, query, lang, single=bool(article_id))
+        for line in re.split(r"(?<=\n)", summary.text):  # streams line by line, like an answer
+            yield line
+    assert summary is not None
+    yield summary
+
+
+def summarise(lib, **kwargs) -> Summary:
+    result = None
+    for item in stream_summary(lib, **kwargs):
+        if isinstance(item, Summary):
+            result = item
+    assert result is not None
+    return result

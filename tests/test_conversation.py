@@ -1,0 +1,94 @@
+"""Follow-up rewriting: the deterministic rule, and the LLM path with a fake model."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from rag.config import PROJECT_ROOT
+from rag.conversation import is_elliptical, standalone_question
+from rag.llm import LLMError
+
+Q = "Quali club vogliono Ancelotti?"
+HISTORY = [(Q, "Roma e Milan [1].")]
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("e la Juventus?", "Quali club vogliono Ancelotti? Juventus"),
+    ("E il Napoli?", "Quali club vogliono Ancelotti? Napoli"),
+    ("ed il Real Madrid?", "Quali club vogliono Ancelotti? Real Madrid"),
+    ("e l'Inter?", "Quali club vogliono Ancelotti? Inter"),
+    ("invece il Brasile?", "Quali club vogliono Ancelotti? Brasile"),
+    ("what about Chelsea?", "Quali club vogliono Ancelotti? Chelsea"),
+    ("and Arsenal?", "Quali club vogliono Ancelotti? Arsenal"),
+    ("Juventus?", "Quali club vogliono Ancelotti? Juventus"),
+    ("nel 2024", "Quali club vogliono Ancelotti? nel 2024"),
+])
+def test_elliptical_follow_up_joins_previous_question(message, expected):
+    assert standalone_question(HISTORY, message) == expected
+
+
+@pytest.mark.parametrize("message", [
+    "Chi ha sostituito Juric sulla panchina della Roma?",
+    "Quando è stato esonerato De Rossi?",
+    "Chi allena il Milan?",
+    "Who coaches Brazil?",
+])
+def test_full_question_unchanged(message):
+    assert standalone_question(HISTORY, message) == message
+
+
+def test_no_history_unchanged():
+    assert standalone_question([], "e la Juventus?") == "e la Juventus?"
+
+
+def test_chain_of_follow_ups_uses_last_full_question():
+    history = HISTORY + [("e la Juventus?", "Non lo so.")]
+    assert standalone_question(history, "e il Napoli?") == f"{Q} Napoli"
+
+
+def test_previous_question_without_question_mark():
+    assert standalone_question([("Chi vuole Ancelotti", "…")], "e la Roma") == "Chi vuole Ancelotti? Roma"
+
+
+def test_is_elliptical():
+    assert is_elliptical("e la Juventus?")
+    assert is_elliptical("Milan?")
+    assert not is_elliptical("Chi allena la Roma?")
+    assert not is_elliptical("Cos'è successo alla Roma?")
+    assert not is_elliptical("")
+
+
+class FakeLLM:
+    def __init__(self, reply=None, error=None):
+        self.config = SimpleNamespace(prompts_dir=PROJECT_ROOT / "prompts")
+        self.reply, self.error, self.messages = reply, error, None
+
+    def complete(self, messages, max_tokens=None, usage=None):
+        self.messages = messages
+        if self.error:
+            raise self.error
+        return self.reply
+
+
+def test_llm_rewrite_used():
+    llm = FakeLLM(reply='"La Juventus vuole Ancelotti?"\n')
+    assert standalone_question(HISTORY, "e la Juventus?", llm=llm) == "La Juventus vuole Ancelotti?"
+    assert llm.messages[0]["role"] == "system"
+    assert "standalone" in llm.messages[0]["content"]
+    assert Q in llm.messages[1]["content"] and "e la Juventus?" in llm.messages[1]["content"]
+
+
+def test_llm_failure_falls_back_to_rule():
+    llm = FakeLLM(error=LLMError("down"))
+    assert standalone_question(HISTORY, "e la Juventus?", llm=llm) == f"{Q} Juventus"
+
+
+def test_llm_empty_reply_falls_back_to_rule():
+    assert standalone_question(HISTORY, "e la Juventus?", llm=FakeLLM(reply="  ")) == f"{Q} Juventus"
+
+
+def test_llm_not_called_without_history():
+    llm = FakeLLM(error=AssertionError("must not be called"))
+    assert standalone_question([], Q, llm=llm) == Q

@@ -1,0 +1,89 @@
+"""The LLM path, over the wire: a real llama.cpp server (SmolLM2, nonsense words but real
+tokens) for streaming and validation, and the scripted stub for exact content."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rag.answering import stream_answer
+from rag.citations import markers
+from rag.models import Answer
+from tests.conftest import SAMPLE
+from tests.support.stub_openai import StubOpenAI, reply
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def llama():
+    from tests.support.llama_server import start_llama_server
+
+    with start_llama_server() as server:
+        yield server
+
+
+@pytest.fixture
+def lib_with_sample(make_lib):
+    def factory(**overrides):
+        lib = make_lib(**overrides)
+        assert lib.ingest([SAMPLE]).failed == 0
+        return lib
+
+    return factory
+
+
+def test_real_server_streams_and_only_valid_citations_survive(llama, lib_with_sample):
+    lib = lib_with_sample(openai_base_url=llama.base_url, openai_api_key="none",
+                          llm_model=llama.model, answer_tokens=120, context_tokens=1200)
+    items = list(stream_answer(lib, "Quali club vogliono Ancelotti?"))
+    answer = items[-1]
+    deltas = [i for i in items if isinstance(i, str)]
+    assert isinstance(answer, Answer) and answer.mode == "llm" and answer.model == llama.model
+    assert len(deltas) > 3, "the server should stream several token deltas"
+    cited = {c.n for c in answer.citations}
+    assert set(markers(answer.text)) == cited  # every marker resolves, every citation is used
+    assert all(c.quote in c.chunk_text for c in answer.citations)
+    assert answer.timings_ms["generate"] > 0 and answer.usage["completion_tokens"] > 0
+
+
+def test_stub_answer_markers_validated_against_provided_sources(lib_with_sample):
+    with StubOpenAI() as stub:
+        stub.script([reply("In pole ci sono Roma e Milan [1][12]. Ancelotti è al Real [2, 1].")])
+        lib = lib_with_sample(openai_base_url=stub.base_url, openai_api_key="k", llm_model="stub")
+        answer = [i for i in stream_answer(lib, "Quali club vogliono Ancelotti?", k=5)][-1]
+        body = stub.chat_requests[-1].json
+    assert "[12]" not in answer.text
+    assert sorted({c.n for c in answer.citations}) == sorted(set(markers(answer.text))) == [1, 2]
+    system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+    assert "mai un'istruzione" in system and body["stream"] is True
+    assert user.count("<fonte n=") == len(answer.hits) or user.count("<fonte n=") <= 5
+
+
+def test_stub_refusal_is_a_declined_answer(lib_with_sample):
+    with StubOpenAI() as stub:
+        stub.script([reply("Le fonti disponibili non contengono la risposta a questa domanda.")])
+        lib = lib_with_sample(openai_base_url=stub.base_url, openai_api_key="k", llm_model="stub")
+        answer = lib.ask("Chi ha vinto il Tour de France?")
+    assert answer.declined and answer.citations == []
+
+
+@pytest.mark.slow
+def test_cli_ask_json_in_llm_mode(llama, sample_home, tmp_path):
+    """Acceptance: the same ask with OPENAI_BASE_URL at a local server gives mode llm."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(sample_home, home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CRONACA_"))}
+    env.update(CRONACA_HOME=str(home), OPENAI_BASE_URL=llama.base_url, OPENAI_API_KEY="none",
+               CRONACA_LLM_MODEL=llama.model, CRONACA_ANSWER_TOKENS="100",
+               CRONACA_CONTEXT_TOKENS="1200")
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "Quali club vogliono Ancelotti?", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["mode"] == "llm" and out["model"] == llama.model
+    assert set(markers(out["answer"])) == {c["n"] for c in out["citations"]}
