@@ -70,6 +70,10 @@ def load_squad(path: str | Path, max_articles: int | None = None) -> tuple[list[
         articles = articles[:max_articles]
     cases: list[Case] = []
     records: list[dict] = []
+    same_text: dict[str, list[str]] = {}  # ingest keeps one of identical paragraphs: accept any
+    for art in articles:
+        for i, para in enumerate(art.get("paragraphs", [])):
+            same_text.setdefault(" ".join(para["context"].split()), []).append(f"{art.get('title', '')}#{i}")
     for art in articles:
         title = art.get("title", "")
         for i, para in enumerate(art.get("paragraphs", [])):
@@ -82,7 +86,8 @@ def load_squad(path: str | Path, max_articles: int | None = None) -> tuple[list[
                     id=str(qa.get("id") or f"{pid}/{len(cases)}"),
                     question=qa["question"],
                     answers=golds,
-                    relevant=[] if impossible else [pid],
+                    relevant=[] if impossible else
+                    [pid] + [p for p in same_text[" ".join(para["context"].split())] if p != pid],
                     unanswerable=impossible,
                 ))
     return cases, records
