@@ -19,7 +19,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,8 +93,7 @@ class App:
         self.lib = lib
         self.config = lib.config
         self.startup_note = startup_note
-        # BM25 and the store are shared: an ingest must not run while a question is answered
-        self.lock = threading.Lock()
+        # BM25 and the store are shared: an ingest or delete must not run during a retrieval
 
     # ---- status -------------------------------------------------------------------------
     def status_md(self) -> str:
@@ -152,15 +150,18 @@ class App:
             question = standalone_question(session["pairs"], message, llm=llm)
             answer: Answer | None = None
             streamed: list[str] = []
-            with self.lock:
-                for item in self.lib.stream(question, k=None, filters=filters,
-                                            answerer="auto", fallback="extractive"):
-                    if isinstance(item, Answer):
-                        answer = item
-                        break
-                    streamed.append(item)
-                    pending = {"role": "assistant", "content": page.esc("".join(streamed))}
-                    yield shown + [user_msg, pending], page.sources_html(session["sources"]), "", session
+            items = self.lib.stream(question, k=None, filters=filters, answerer="auto",
+                                    fallback="extractive")
+            while answer is None:
+                item = next(items, None)  # the library is safe to read while an upload ingests
+                if item is None:
+                    break
+                if isinstance(item, Answer):
+                    answer = item
+                    break
+                streamed.append(item)
+                pending = {"role": "assistant", "content": page.esc("".join(streamed))}
+                yield shown + [user_msg, pending], page.sources_html(session["sources"]), "", session
             if answer is None:
                 raise RuntimeError("nessuna risposta prodotta")
         except Exception as exc:  # the page keeps working whatever failed
@@ -193,7 +194,12 @@ class App:
             return self._after_change('<div class="upload-report">Nessun file selezionato.</div>')
         lines: list[str] = []
         errors: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="cronaca-upload-") as tmp:
+        # uploads are kept under CRONACA_HOME/uploads so an article's path stays readable
+        uploads = Path(self.config.home) / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix="batch-", dir=uploads)
+        kept = False
+        try:
             taken: set[str] = set()
             to_ingest: list[Path] = []
             for src in paths:
@@ -216,15 +222,18 @@ class App:
                 to_ingest.append(dest)
             if to_ingest:
                 try:
-                    with self.lock:
-                        report = self.lib.ingest(to_ingest)
+                    report = self.lib.ingest(to_ingest)
                 except Exception as exc:
                     log.exception("upload ingest failed")
                     errors.append(f"importazione non riuscita: {exc}")
                 else:
+                    kept = report.added + report.updated > 0
                     lines.append(f"Importazione: {report.summary()} ({report.chunks} frammenti scritti)")
                     errors.extend(str(e).replace(tmp + os.sep, "") for e in report.errors)
                     lines.extend(n.replace(tmp + os.sep, "") for n in report.notes)
+        finally:
+            if not kept:
+                shutil.rmtree(tmp, ignore_errors=True)
         out = ['<div class="upload-report">']
         out += [f"<p>{page.esc(line)}</p>" for line in lines]
         if errors:
@@ -238,8 +247,7 @@ class App:
         if not article_id:
             msg = "Indicare l'ID dell'articolo da eliminare (clic su una riga della tabella)."
         else:
-            with self.lock:
-                ok = self.lib.delete(article_id)
+            ok = self.lib.delete(article_id)
             msg = f"Eliminato l'articolo {article_id}." if ok else f"Nessun articolo con ID {article_id}."
         return self._after_change(f'<div class="upload-report"><p>{page.esc(msg)}</p></div>')
 

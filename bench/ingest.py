@@ -52,12 +52,8 @@ def write_corpus(folder: Path, n_articles: int, sentences: list[str], seed: int 
                  per_file: int = 500) -> None:
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = None
+    lines: dict[int, list[str]] = {}
     for i in range(n_articles):
-        if i % per_file == 0:
-            if handle:
-                handle.close()
-            handle = open(folder / f"corpus-{i // per_file:04d}.jsonl", "w", encoding="utf-8")
         body = " ".join(rng.choice(sentences) for _ in range(rng.randint(4, 12)))
         record = {
             "id": f"synt-{i}",
@@ -66,9 +62,9 @@ def write_corpus(folder: Path, n_articles: int, sentences: list[str], seed: int 
             "source": f"Testata {i % 7}",
             "text": f"Notizia numero {i}. {body}",
         }
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    if handle:
-        handle.close()
+        lines.setdefault(i // per_file, []).append(json.dumps(record, ensure_ascii=False))
+    for part, rows in lines.items():
+        (folder / f"corpus-{part:04d}.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 def chunk_texts(folder: Path, cfg: Config) -> list[str]:

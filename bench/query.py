@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cols = ["embed_query", "dense", "bm25", "fusion", "hybrid", "dense_only"]
     print(f"## Retrieval latency (ms), {os.cpu_count()} CPUs"
-          + (" - QUICK: largest size is %d, not 100k" % sizes[-1] if sizes[-1] != 100_000 else ""))
+          + (f" - QUICK: largest size is {sizes[-1]}, not 100k" if sizes[-1] != 100_000 else ""))
     print()
     print("| chunks | fill s | queries | " + " | ".join(f"{c} p50 / p95" for c in cols) + " |")
     print("|---" * (3 + len(cols)) + "|")

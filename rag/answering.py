@@ -33,7 +33,8 @@ def extractive_answer(lib, question: str, hits: list[Hit], lang: str) -> Answer:
     # word overlap only means something within one language; across languages we trust retrieval
     if (
         not chosen
-        or extractive.unknown_names(question, lib.lexical.vocab)
+        or extractive.lacks_asked_type(question, chosen)
+        or (same_lang and extractive.unknown_names(question, lib.lexical.vocab))
         or (same_lang and extractive.confidence(question, chosen, lang) < MIN_CONFIDENCE)
     ):
         answer = _declined(question, lang, "extractive", "extractive", lib, hits)

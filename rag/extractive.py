@@ -64,12 +64,15 @@ def _features(question: str, cand: Candidate, q_tokens: set[str], idf: dict[str,
     new_names = [w for w in _CAPITAL.findall(sent) if fold(w) not in q_fold]
     if _WHO.search(question) and new_names:
         bonus += min(0.15, 0.05 * len(new_names))
+    # a question about a quantity or a time is answered only by a sentence holding one
     if _HOW_MANY.search(question) and _NUMBER.search(sent):
-        bonus += 0.15
+        bonus += 0.3
     if _WHEN.search(question) and _YEAR_OR_DATE.search(sent):
-        bonus += 0.15
+        bonus += 0.3
     if sent.rstrip().endswith("?"):
         bonus -= 0.5
+    elif sent.rstrip()[-1:] not in ".!»\"”)":  # a headline or caption, not a statement
+        bonus -= 0.1
     words = len(sent.split())
     if words > 30:  # long sentences collect similarity without answering more
         bonus -= min(0.15, 0.004 * (words - 30))
@@ -82,7 +85,7 @@ def select(
     embedder: Embedder | None,
     lang: str = "it",
     max_sentences: int = 3,
-    margin: float = 0.12,
+    margin: float = 0.15,
     shortlist_size: int = 12,
 ) -> list[Candidate]:
     cands = candidates(hits, lang)
@@ -130,3 +133,11 @@ def unknown_names(question: str, vocabulary: dict[str, int]) -> list[str]:
     words = question.split()
     names = [m for m in _NAME.findall(" ".join(words[1:]))]
     return [n for n in names if not any(t in vocabulary for t in tokenize(n, "it") + tokenize(n, "en"))]
+
+
+def lacks_asked_type(question: str, chosen: list[Candidate]) -> bool:
+    """'How much does X earn?' is not answered by a sentence without a number in it."""
+    text = " ".join(c.text for c in chosen)
+    if _HOW_MANY.search(question) and not _NUMBER.search(text):
+        return True
+    return bool(_WHEN.search(question) and not _YEAR_OR_DATE.search(text))

@@ -18,6 +18,7 @@ from rag.chunking import chunk_article
 from rag.embeddings import embed_batched, passage_text
 from rag.models import Article, Chunk
 from rag.parsing import IngestError, iter_files, parse_file, text_hash
+from rag.store import chunk_metadata
 
 Progress = Callable[[str, int, int], None]
 
@@ -150,14 +151,25 @@ def _ingest_locked(lib, articles: list[Article], report: IngestReport,
             lib.embedder, texts[start : start + n], lib.config.embed_batch,
             (lambda d, _t: progress("embed", start + d, total)) if progress else None,
         )
+        # one write per collection per group: Chroma commits each call, so calls are what cost
+        ids, docs, metas, vecs_all = [], [], [], []
+        mean_vectors = []
         offset = 0
         for w in group:
             vecs = vectors[offset : offset + len(w.chunks)]
             offset += len(w.chunks)
-            lib.store.add_chunks(w.article, w.chunks, vecs)
+            base = chunk_metadata(w.article)
+            ids += [c.id for c in w.chunks]
+            docs += [c.text for c in w.chunks]
+            metas += [{**base, "chunk_index": c.index, "start": c.start, "end": c.end,
+                       "tokens": c.tokens} for c in w.chunks]
+            vecs_all.append(vecs)
             mean = vecs.mean(axis=0)
-            lib.store.put_article(w.article, mean / (np.linalg.norm(mean) or 1.0),
-                                  w.text_hash, len(w.chunks))
+            mean_vectors.append(mean / (np.linalg.norm(mean) or 1.0))
+        lib.store.upsert_chunks(ids, np.vstack(vecs_all), docs, metas)
+        lib.store.put_articles([w.article for w in group], np.vstack(mean_vectors),
+                               [w.text_hash for w in group], [len(w.chunks) for w in group])
+        for w in group:
             if w.is_update:
                 lexical_remove.extend(lib.store.delete_stale_chunks(w.article.id, w.article.content_hash))
                 if w.replaces:

@@ -69,6 +69,11 @@ def make_client(config: Config):
     )
 
 
+def chunk_metadata(article: Article) -> dict[str, Any]:
+    """What every chunk carries: enough to filter, cite and show it without a second lookup."""
+    return article.meta()
+
+
 def where_clause(since: int = 0, until: int = 0, source: str = "") -> dict[str, Any] | None:
     parts: list[dict[str, Any]] = []
     if since:
@@ -119,13 +124,9 @@ class Store:
     # -- writes -------------------------------------------------------------------------------
 
     def add_chunks(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        base = article.meta()
-        base.pop("content_hash")
-        metas = [
-            {**base, "content_hash": article.content_hash, "chunk_index": c.index,
-             "start": c.start, "end": c.end, "tokens": c.tokens}
-            for c in chunks
-        ]
+        base = chunk_metadata(article)
+        metas = [{**base, "chunk_index": c.index, "start": c.start, "end": c.end, "tokens": c.tokens}
+                 for c in chunks]
         self.upsert_chunks([c.id for c in chunks], vectors, [c.text for c in chunks], metas)
 
     def upsert_chunks(self, ids, vectors, documents, metadatas) -> None:
@@ -139,14 +140,18 @@ class Store:
                 metadatas=list(metadatas[sl]),
             )
 
-    def put_article(self, article: Article, vector: np.ndarray, text_hash: str, n_chunks: int) -> None:
-        meta = {**article.meta(), "text_hash": text_hash, "chunks": n_chunks}
-        self.articles.upsert(
-            ids=[article.id],
-            embeddings=np.asarray([vector], dtype=np.float32),
-            documents=[article.text],
-            metadatas=[meta],
-        )
+    def put_articles(self, articles: Sequence[Article], vectors: np.ndarray,
+                     text_hashes: Sequence[str], n_chunks: Sequence[int]) -> None:
+        """Article records are the "done" marks: written after their chunks, in batches."""
+        for i in range(0, len(articles), self.max_batch):
+            part = articles[i : i + self.max_batch]
+            self.articles.upsert(
+                ids=[a.id for a in part],
+                embeddings=np.asarray(vectors[i : i + self.max_batch], dtype=np.float32),
+                documents=[a.text for a in part],
+                metadatas=[{**a.meta(), "text_hash": h, "chunks": n}
+                           for a, h, n in zip(part, text_hashes[i:], n_chunks[i:])],
+            )
 
     def delete_stale_chunks(self, article_id: str, keep_hash: str) -> list[str]:
         got = self.chunks.get(

@@ -30,8 +30,8 @@ from rag.llm import LLM, LLMError
 from rag.models import Citation, Hit
 from rag.prompts import fence, render
 from rag.retrieval import Filters
-from rag.stories import DEFAULT_THRESHOLD, Story, group_stories
 from rag.store import where_clause
+from rag.stories import DEFAULT_THRESHOLD, Story, group_stories
 from rag.text import fold, sentence_spans
 
 MAX_STORIES = 8  # a query or digest summary covers at most this many stories
@@ -214,13 +214,21 @@ def _hit_for(article: dict[str, Any], start: int = 0, end: int | None = None) ->
     )
 
 
+def short_title(title: str, limit: int = 90) -> str:
+    """An untitled article's title is its first sentence: headings keep its start."""
+    if len(title) <= limit:
+        return title
+    cut = title[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+    return f"{cut}…"
+
+
 def _heading(story: Story, lang: str) -> str:
     n = len(story.article_ids)
     dates = story.date_range or "?"
     if n == 1:
-        return f"{story.title} ({dates})"
+        return f"{short_title(story.title)} ({dates})"
     word = "articoli" if lang == "it" else "articles"
-    return f"{story.title} ({dates}; {n} {word})"
+    return f"{short_title(story.title)} ({dates}; {n} {word})"
 
 
 def extractive_summary(lib, stories: list[Story], query: str | None, lang: str, single: bool) -> Summary:
@@ -374,8 +382,7 @@ def stream_summary(lib, *, article_id=None, query=None, since="", until="", sour
             yield ("\n\n" if shown else "") + summary.text
     else:
         summary = extractive_summary(lib, stories, query, lang, single=bool(article_id))
-        for line in re.split(r"(?<=\n)", summary.text):  # streams line by line, like an answer
-            yield line
+        yield from re.split(r"(?<=\n)", summary.text)  # streams line by line, like an answer
     assert summary is not None
     yield summary
 

@@ -129,7 +129,7 @@ def _answer_text(result) -> str:
 
 ROMA_MILAN_XFAIL = ("library: the extractive answerer (rag.extractive.select) does not pick the "
                     "sentence 'In pole ci sarebbero proprio Roma e Milan…' although its chunk is "
-                    "retrieved (rank 2); with an LLM configured the answer names both")
+                    "retrieved (rank 2), so the offline answer does not name the two clubs")
 
 
 @pytest.fixture(scope="module")

@@ -194,10 +194,12 @@ def test_eval_run_sample_end_to_end(tmp_path):
 def test_eval_run_squad_shared(tmp_path):
     squad = shared_or_skip("squad-it/squad_it_dev.json.gz")
     out = tmp_path / "out"
-    result, _ = _run_eval([str(squad), "--max-articles", "2", "--limit", "6", "--seed", "0",
+    _, records = load_squad(squad, max_articles=1)
+    result, _ = _run_eval([str(squad), "--max-articles", "1", "--limit", "6", "--seed", "0",
                            "--retrieval", "hybrid,bm25", "--json", "--out", str(out)], tmp_path / "cache")
     assert result["cases"] == 6
     assert set(result["modes"]) == {"hybrid", "bm25"}
     assert result["modes"]["hybrid"]["hit@5"] > 0
     run = json.loads((out / "run.json").read_text())
-    assert run["store"]["articles"] <= 60  # only the paragraphs of two articles
+    assert run["store"]["articles"] == len(records)  # only the paragraphs of the first article
+    assert all(c["relevant"][0].rsplit("#", 1)[0] == records[0]["title"] for c in run["cases"])

@@ -110,24 +110,39 @@ def test_legacy_encodings_keep_accents(make_lib, tmp_path, encoding):
         assert "5 \u20ac" in text and "\u201cgratuito\u201d" in text
 
 
-def test_big_jsonl_with_bad_lines(make_lib, tmp_path):
-    lib = make_lib()
-    path = tmp_path / "many.jsonl"
-    n_lines = 10_000
-    bad_lines = {7, 500, 1234, 4999, 8888, 10_000}
-    kinds = ["{not json", '"just a string"', '{"title": "senza testo"}', '{"text": "breve"}',
-             '{"text": "%s", "date": "31/31/2024"}' % GOOD, "[1, 2, 3]"]
+_BAD_KINDS = ["{not json", '"just a string"', '{"title": "senza testo"}', '{"text": "breve"}',
+              json.dumps({"text": GOOD, "date": "31/31/2024"}), "[1, 2, 3]"]
+
+
+def _write_jsonl(path, n_lines: int, bad_lines: set[int]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for lineno in range(1, n_lines + 1):
             if lineno in bad_lines:
-                fh.write(kinds[len([b for b in bad_lines if b < lineno]) % len(kinds)] + "\n")
+                fh.write(_BAD_KINDS[sum(b < lineno for b in bad_lines) % len(_BAD_KINDS)] + "\n")
             else:
                 fh.write(json.dumps({"id": f"n{lineno}", "title": f"Notizia {lineno}",
                                      "text": f"Cronaca numero {lineno}: il consiglio comunale "
                                              f"ha approvato la delibera {lineno * 7}."}) + "\n")
+
+
+def test_10k_line_jsonl_with_bad_lines_parsed(tmp_path):
+    """Every valid line of a 10k-line file becomes an article; each bad line one error, by number."""
+    path = tmp_path / "many.jsonl"
+    bad_lines = {7, 500, 1234, 4999, 8888, 10_000}
+    _write_jsonl(path, 10_000, bad_lines)
     parsed = parse_file(path)
-    assert len(parsed.articles) == n_lines - len(bad_lines)
+    assert len(parsed.articles) == 10_000 - len(bad_lines)
     assert sorted(e.line for e in parsed.errors) == sorted(bad_lines)
+    for e in parsed.errors:
+        assert str(e).startswith(f"{path}:{e.line}: ")
+
+
+def test_jsonl_with_bad_lines_ingested(make_lib, tmp_path):
+    """The same through the whole ingest (400 lines: each article costs two Chroma upserts): all stored."""
+    lib = make_lib()
+    path = tmp_path / "many.jsonl"
+    n_lines, bad_lines = 400, {1, 7, 133, 250, 399, 400}
+    _write_jsonl(path, n_lines, bad_lines)
     report = lib.ingest([path])
     assert report.added == n_lines - len(bad_lines)
     assert report.failed == len(bad_lines)

@@ -1,0 +1,44 @@
+"""The benchmarks run end to end in --quick mode and end with their JSON line (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _run(script: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRONACA_", "OPENAI_", "CHROMA_"))}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick"], capture_output=True,
+                          text=True, cwd=str(ROOT), env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    assert lines, proc.stderr[-3000:]
+    assert "|" in proc.stdout  # the Markdown table
+    result = json.loads(lines[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.slow
+def test_bench_ingest_quick():
+    result = _run("ingest.py")
+    for key in ("ingest_ratio", "peak_rss_mb"):
+        assert key in result and _number(result[key]), result
+
+
+@pytest.mark.slow
+def test_bench_query_quick():
+    result = _run("query.py")
+    for key in ("overhead_p95_ms_100k", "hybrid_over_dense_p95"):
+        assert key in result and _number(result[key]), result
