@@ -19,6 +19,8 @@ from rag.models import Hit
 from rag.text import fold, sentence_spans
 
 _WHO = re.compile(r"\b(chi|quali?|quale|which|who|whom|what club|che squadra|che club|quale club)\b", re.I)
+_PLURAL = re.compile(r"\b(quali|chi sono|which \w+s|what \w+s|who are)\b", re.I)
+_NAME_PAIR = re.compile(r"\b[A-ZÀ-Ý][\w'’-]+ (?:e|ed|o|and|or|&) [A-ZÀ-Ý][\w'’-]+")
 _HOW_MANY = re.compile(r"\b(quanti|quante|quanto|how many|how much|quanta)\b", re.I)
 _WHEN = re.compile(r"\b(quando|in che anno|when|what year|che giorno)\b", re.I)
 _CAPITAL = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-ZÀ-Ý][\w'’-]+)")
@@ -64,6 +66,10 @@ def _features(question: str, cand: Candidate, q_tokens: set[str], idf: dict[str,
     new_names = [w for w in _CAPITAL.findall(sent) if fold(w) not in q_fold]
     if _WHO.search(question) and new_names:
         bonus += min(0.15, 0.05 * len(new_names))
+    if _PLURAL.search(question) and any(
+        fold(m) not in q_fold for m in _NAME_PAIR.findall(sent)
+    ):  # "which clubs" asks for a list: "Roma e Milan" is the shape of the answer
+        bonus += 0.15
     # a question about a quantity or a time is answered only by a sentence holding one
     if _HOW_MANY.search(question) and _NUMBER.search(sent):
         bonus += 0.3

@@ -27,9 +27,19 @@ class Library:
         if self.config.chroma_host:
             suffix = f"{self.config.chroma_host}_{self.config.chroma_port}_{suffix}"
         self.lexical = LexicalIndex(self.home / f"bm25-{suffix}")
-        self.retriever = Retriever(self.store, self.lexical, self.embedder, self.config)
+        self.retriever = Retriever(self.store, self.lexical, self.embedder, self.config,
+                                   reopen=None if self.config.chroma_host else self._reopen)
         self.retriever.sync(force=self._dirty_path.exists())
         self.clear_dirty()
+
+    def _reopen(self) -> Store:
+        """A new embedded client, so writes by another process (a terminal ingest while the
+        page runs) become visible instead of failing on a stale cached index."""
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        self.store = Store(self.config, self.embedder)
+        return self.store
 
     # an ingest marks the store dirty until BM25 has caught up with Chroma
     @property

@@ -85,8 +85,10 @@ def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) 
 
 
 class Retriever:
-    def __init__(self, store: Store, lexical: LexicalIndex, embedder: Embedder, config: Config):
+    def __init__(self, store: Store, lexical: LexicalIndex, embedder: Embedder, config: Config,
+                 reopen=None):
         self.store, self.lexical, self.embedder, self.config = store, lexical, embedder, config
+        self.reopen = reopen  # gives a fresh Store when another process changed the data
         self._checked = 0.0
 
     def sync(self, force: bool = False) -> bool:
@@ -95,12 +97,15 @@ class Retriever:
         stamp = str(self.store.count_chunks())
         if not force and stamp == self.lexical.stamp and len(self.lexical) == int(stamp):
             return False
+        if self.reopen is not None and stamp != self.lexical.stamp:
+            self.store = self.reopen()  # embedded Chroma caches its index per process
+            stamp = str(self.store.count_chunks())
         self.lexical.clear()
         rows = []
         for ids, docs, metas in self.store.iter_chunks():
             rows.extend((i, d, m.get("lang") or "it", m) for i, d, m in zip(ids, docs, metas))
         self.lexical.update(add=rows)
-        self.lexical.save(stamp=str(self.store.count_chunks()))
+        self.lexical.save(stamp=stamp)
         return True
 
     def _maybe_sync(self) -> None:

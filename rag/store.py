@@ -8,6 +8,7 @@ without one are leftovers of an interrupted ingest and are replaced when it is r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,6 +23,21 @@ from rag.models import Article, Chunk
 
 class StoreError(RuntimeError):
     """The store cannot be used as configured; the message says what to do."""
+
+
+def _guarded(method):
+    """Any failure of the database becomes one readable StoreError naming where it is."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self.where()} failed during {method.__name__}: {exc}") from exc
+
+    return wrapper
 
 
 class _ChromaEmbedding(EmbeddingFunction[Documents]):
@@ -121,14 +137,21 @@ class Store:
         except Exception:
             self.max_batch = 1000
 
+    def where(self) -> str:
+        if self.config.chroma_host:
+            return f"the Chroma server at {self.config.chroma_host}:{self.config.chroma_port}"
+        return f"the Chroma store in {self.config.home / 'chroma'}"
+
     # -- writes -------------------------------------------------------------------------------
 
+    @_guarded
     def add_chunks(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         base = chunk_metadata(article)
         metas = [{**base, "chunk_index": c.index, "start": c.start, "end": c.end, "tokens": c.tokens}
                  for c in chunks]
         self.upsert_chunks([c.id for c in chunks], vectors, [c.text for c in chunks], metas)
 
+    @_guarded
     def upsert_chunks(self, ids, vectors, documents, metadatas) -> None:
         """Writes go in slices of the server's maximum batch size."""
         for i in range(0, len(ids), self.max_batch):
@@ -140,6 +163,7 @@ class Store:
                 metadatas=list(metadatas[sl]),
             )
 
+    @_guarded
     def put_articles(self, articles: Sequence[Article], vectors: np.ndarray,
                      text_hashes: Sequence[str], n_chunks: Sequence[int]) -> None:
         """Article records are the "done" marks: written after their chunks, in batches."""
@@ -153,6 +177,7 @@ class Store:
                            for a, h, n in zip(part, text_hashes[i:], n_chunks[i:])],
             )
 
+    @_guarded
     def delete_stale_chunks(self, article_id: str, keep_hash: str) -> list[str]:
         got = self.chunks.get(
             where={"$and": [{"article_id": article_id}, {"content_hash": {"$ne": keep_hash}}]},
@@ -162,6 +187,7 @@ class Store:
             self.chunks.delete(ids=got["ids"])
         return got["ids"]
 
+    @_guarded
     def delete_article(self, article_id: str) -> list[str]:
         """Article record first: from then on the article is gone, even if a crash follows."""
         got = self.chunks.get(where={"article_id": article_id}, include=[])
@@ -172,6 +198,7 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------
 
+    @_guarded
     def get_article(self, article_id: str, with_text: bool = False) -> dict[str, Any] | None:
         include = ["metadatas", "documents"] if with_text else ["metadatas"]
         got = self.articles.get(ids=[article_id], include=include)
@@ -183,14 +210,17 @@ class Store:
             record["text"] = got["documents"][0]
         return record
 
+    @_guarded
     def find_text_hash(self, text_hash: str) -> str | None:
         got = self.articles.get(where={"text_hash": text_hash}, include=[], limit=1)
         return got["ids"][0] if got["ids"] else None
 
+    @_guarded
     def article_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         got = self.articles.get(ids=list(ids), include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
+    @_guarded
     def list_articles(self, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         offset = 0
@@ -203,12 +233,15 @@ class Store:
         out.sort(key=lambda r: (-(r.get("date_int") or 0), r.get("title", "")))
         return out
 
+    @_guarded
     def count_chunks(self) -> int:
         return self.chunks.count()
 
+    @_guarded
     def count_articles(self) -> int:
         return self.articles.count()
 
+    @_guarded
     def iter_chunks(self, batch: int = 2000) -> Iterator[tuple[list[str], list[str], list[dict]]]:
         offset = 0
         while True:
@@ -218,12 +251,14 @@ class Store:
             yield got["ids"], got["documents"], got["metadatas"]
             offset += len(got["ids"])
 
+    @_guarded
     def get_chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         if not ids:
             return {}
         got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
         return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
 
+    @_guarded
     def dense_search(
         self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
