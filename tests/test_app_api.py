@@ -127,9 +127,6 @@ def _answer_text(result) -> str:
     return str(content)
 
 
-ROMA_MILAN_XFAIL = ("library: the extractive answerer (rag.extractive.select) does not pick the "
-                    "sentence 'In pole ci sarebbero proprio Roma e Milan…' although its chunk is "
-                    "retrieved (rank 2), so the offline answer does not name the two clubs")
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +148,6 @@ def test_chat_endpoint_answers_with_citations(ancelotti):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=ROMA_MILAN_XFAIL, strict=False)
 def test_chat_endpoint_names_roma_and_milan(ancelotti):
     answer = _answer_text(ancelotti)
     assert "Roma" in answer and "Milan" in answer, answer
