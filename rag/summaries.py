@@ -165,6 +165,14 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-6) if len(x) > 1 else np.zeros_like(x)
 
 
+_NAME = re.compile(r"(?<=[\s,;:(])([A-ZÀ-Ý][\w'’-]{2,})")
+
+
+def _new_names(sentence: str, title: str, query: str) -> set[str]:
+    known = fold(f"{title} {query}")
+    return {n for n in _NAME.findall(sentence) if fold(n) not in known}
+
+
 def pick_sentences(story: Story, embedder, query: str | None = None, max_sentences: int = 3,
                    ) -> list[_Sentence]:
     """Central, early, on-topic sentences of the story, not repeating each other (MMR)."""
@@ -176,6 +184,8 @@ def pick_sentences(story: Story, embedder, query: str | None = None, max_sentenc
     centroid /= np.linalg.norm(centroid) or 1.0
     score = 0.5 * _zscore(vecs @ centroid)
     score += np.array([0.6 / (1 + c.position) ** 0.5 for c in cands])  # the lead carries the news
+    # sentences that bring in new names (who else is involved) carry the story forward
+    score += np.array([0.2 * min(3, len(_new_names(c.text, story.title, query or ""))) for c in cands])
     if query:
         q = embedder.embed_query(query)
         score += 0.5 * _zscore(vecs @ q)
