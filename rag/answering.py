@@ -35,6 +35,7 @@ def extractive_answer(lib, question: str, hits: list[Hit], lang: str) -> Answer:
         not chosen
         or extractive.lacks_asked_type(question, chosen)
         or (same_lang and extractive.unknown_names(question, lib.lexical.vocab))
+        or (not same_lang and extractive.foreign_names_missing(question, hits, lib.lexical.vocab))
         or (same_lang and extractive.confidence(question, chosen, lang) < MIN_CONFIDENCE)
     ):
         answer = _declined(question, lang, "extractive", "extractive", lib, hits)
