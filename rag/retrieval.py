@@ -152,7 +152,8 @@ class Retriever:
             rankings["bm25"] = [cid for cid, _ in lexical]
         t = time.perf_counter()
         fused = rrf(rankings, self.config.rrf_k)
-        order = sorted(fused, key=lambda c: -fused[c])[: max(k * 4, 20)]
+        # texts are fetched only for the head of the fused list: enough to collapse duplicates
+        order = sorted(fused, key=lambda c: -fused[c])[: k * 2 + 5]
         missing = [c for c in order if c not in found]
         found.update(self.store.get_chunks(missing))
         ranks = {name: {cid: r for r, cid in enumerate(ids, 1)} for name, ids in rankings.items()}

@@ -262,12 +262,9 @@ class Store:
     def dense_search(
         self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
-        total = self.chunks.count()
-        if total == 0:
-            return []
-        res = self.chunks.query(
+        res = self.chunks.query(  # n beyond the collection's size just returns fewer
             query_embeddings=np.asarray([vector], dtype=np.float32),
-            n_results=min(n, total),
+            n_results=n,
             where=where,
             include=["documents", "metadatas", "distances"],
         )
