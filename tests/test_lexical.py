@@ -11,7 +11,7 @@ def test_index_updates_filters_and_persists(tmp_path):
     idx = LexicalIndex(tmp_path / "bm25")
     idx.update(add=[
         ("c1", "Roma e Milan vogliono Ancelotti", "it", {"article_id": "a1", "date_int": 20241101, "source": "A"}),
-        ("c2", "Il Napoli vince lo scudetto con Conte", "it", {"article_id": "a2", "date_int": 20250523, "source": "B"}),
+        ("c2", "Il Napoli vince lo scudetto", "it", {"article_id": "a2", "date_int": 20250523, "source": "B"}),
         ("c3", "Ancelotti va in Brasile", "it", {"article_id": "a3", "date_int": 20250512, "source": "A"}),
     ])
     assert [i for i, _ in idx.search("Ancelotti", "it", 5)][:2] in (["c1", "c3"], ["c3", "c1"])
