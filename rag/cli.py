@@ -61,53 +61,64 @@ def _filters(args):
     return Filters.from_strings(args.since or "", args.until or "", args.source or "")
 
 
+def print_sources(citations, lang: str, console: Console = out) -> None:
+    if not citations:
+        return
+    console.print("\n[bold]Fonti[/bold]" if lang == "it" else "\n[bold]Sources[/bold]")
+    for c in citations:
+        where = c.url or c.path
+        console.print(f"[bold][{c.n}][/bold] {escape(c.title)} — {escape(c.date or '?')}"
+                      f"{' — ' + escape(c.source) if c.source else ''} — [dim]{escape(where)}[/dim]")
+        console.print(f"    «{escape(c.quote)}»")
+
+
 def print_answer(answer: Answer, console: Console = out, streamed: bool = False) -> None:
     if not streamed:
         console.print(escape(answer.text))
     if answer.notice:
         console.print(f"\n[dim]{escape(answer.notice)}[/dim]")
-    if answer.citations:
-        console.print("\n[bold]Fonti[/bold]" if answer.lang == "it" else "\n[bold]Sources[/bold]")
-        for c in answer.citations:
-            where = c.url or c.path
-            console.print(f"[bold][{c.n}][/bold] {escape(c.title)} — {escape(c.date or '?')}"
-                          f"{' — ' + escape(c.source) if c.source else ''} — [dim]{escape(where)}[/dim]")
-            console.print(f"    «{escape(c.quote)}»")
+    print_sources(answer.citations, answer.lang, console)
+
+
+def emit(items, final_type: type, as_json: bool, printer, what: str) -> int:
+    """Stream deltas to a terminal, then print the validated result (or its JSON): one path
+    for answers and summaries. ``what`` completes "use --fallback extractive to ..."."""
+    from rag.llm import LLMError
+
+    streaming = not as_json and out.is_terminal
+    result = None
+    try:
+        for item in items:
+            if isinstance(item, final_type):
+                result = item
+            elif streaming:
+                out.print(escape(item), end="")
+    except LLMError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[dim]use --fallback extractive to {what} without the language model[/dim]")
+        return 3
+    assert result is not None
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return 0
+    if streaming:
+        out.print("\n")
+        if result.mode == "llm":  # the validated text: invalid markers removed, renumbered
+            out.print(escape(result.text))
+    printer(result, streamed=streaming)
+    return 0
 
 
 def cmd_ask(args) -> int:
-    from rag.llm import LLMError
-
     lib = _library(args)
-    answerer = args.answerer or "auto"
     try:
         filters = _filters(args)
     except ValueError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
-    streaming = not args.json and out.is_terminal
-    answer = None
-    try:
-        for item in lib.stream(args.question, k=args.k, filters=filters, answerer=answerer,
-                               fallback=args.fallback):
-            if isinstance(item, Answer):
-                answer = item
-            elif streaming:
-                out.print(escape(item), end="")
-    except LLMError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        err.print("[dim]use --fallback extractive to answer without the language model[/dim]")
-        return 3
-    assert answer is not None
-    if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
-    else:
-        if streaming:
-            out.print("\n")
-            if answer.mode == "llm":  # show the validated text when markers were changed
-                out.print(escape(answer.text))
-        print_answer(answer, streamed=streaming)
-    return 0
+    items = lib.stream(args.question, k=args.k, filters=filters, answerer=args.answerer or "auto",
+                       fallback=args.fallback)
+    return emit(items, Answer, args.json, print_answer, "answer")
 
 
 def cmd_list(args) -> int:

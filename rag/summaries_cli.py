@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.console import Console
 from rich.markup import escape
 
 
 def print_summary(summary, console: Console | None = None, streamed: bool = False) -> None:
-    from rag.cli import out
+    from rag.cli import out, print_sources
 
     console = console or out
     if not streamed:
@@ -23,48 +21,22 @@ def print_summary(summary, console: Console | None = None, streamed: bool = Fals
             cited = [f"[{by_article[a].n}]" for a in story.article_ids if a in by_article]
             console.print(f"{i}. {escape(story.title)} — {escape(story.date_range or '?')} — "
                           f"{len(story.article_ids)} art. {escape(' '.join(cited))}")
-    if summary.citations:
-        console.print("\n[bold]Fonti[/bold]" if summary.lang == "it" else "\n[bold]Sources[/bold]")
-        for c in summary.citations:
-            where = c.url or c.path
-            console.print(f"[bold][{c.n}][/bold] {escape(c.title)} — {escape(c.date or '?')}"
-                          f"{' — ' + escape(c.source) if c.source else ''} — [dim]{escape(where)}[/dim]")
-            console.print(f"    «{escape(c.quote)}»")
+    print_sources(summary.citations, summary.lang, console)
 
 
 def _run(args, **selection) -> int:
-    from rag.cli import _library, err, out
-    from rag.llm import LLMError
+    from rag.cli import _library, emit, err
     from rag.summaries import Summary, SummaryError, stream_summary
 
     lib = _library(args)
-    streaming = not args.json and out.is_terminal
-    summary = None
+    items = stream_summary(lib, lang=args.lang, since=args.since or "", until=args.until or "",
+                           source=args.source or "", answerer=args.answerer,
+                           fallback=args.fallback, **selection)
     try:
-        for item in stream_summary(lib, lang=args.lang, since=args.since or "", until=args.until or "",
-                                   source=args.source or "", answerer=args.answerer,
-                                   fallback=args.fallback, **selection):
-            if isinstance(item, Summary):
-                summary = item
-            elif streaming:
-                out.print(escape(item), end="")
+        return emit(items, Summary, args.json, print_summary, "summarise")
     except (SummaryError, ValueError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
-    except LLMError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        err.print("[dim]use --fallback extractive to summarise without the language model[/dim]")
-        return 3
-    assert summary is not None
-    if args.json:
-        print(json.dumps(summary.to_dict(), ensure_ascii=False))
-    else:
-        if streaming:
-            out.print("\n")
-            if summary.mode == "llm":  # the validated text, markers renumbered
-                out.print(escape(summary.text))
-        print_summary(summary, streamed=streaming)
-    return 0
 
 
 def cmd_summarise(args) -> int:
