@@ -34,7 +34,9 @@ def extractive_answer(lib, question: str, hits: list[Hit], lang: str) -> Answer:
     if (
         not chosen
         or extractive.lacks_asked_type(question, chosen)
-        or (same_lang and extractive.unknown_names(question, lib.lexical.vocab))
+        # a name no article knows, with little else matching: the question is about something else
+        or (same_lang and extractive.unknown_names(question, lib.lexical.vocab)
+            and extractive.confidence(question, chosen, lang) < 2 * MIN_CONFIDENCE)
         or (not same_lang and extractive.foreign_names_missing(question, hits, lib.lexical.vocab))
         or (same_lang and extractive.confidence(question, chosen, lang) < MIN_CONFIDENCE)
     ):
