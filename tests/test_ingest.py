@@ -140,3 +140,24 @@ def test_cli_end_to_end_extractive(tmp_path, monkeypatch, capsys):
                 assert part in text
         assert set(out["timings_ms"]) >= {"retrieve", "generate", "total"}
         assert out["retrieved"] and {"chunk_id", "article_id", "score"} <= set(out["retrieved"][0])
+
+
+def test_cli_list_show_stats_delete(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CRONACA_HOME", str(tmp_path / "home"))
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    p = _write(tmp_path, "a.md", "Bologna in festa", "Il Bologna vince la Coppa Italia contro il Milan.",
+               source="Il Pallone")
+    assert main(["ingest", str(p), "--json"]) == 0
+    aid = json.loads(capsys.readouterr().out)["article_ids"][0]
+    assert main(["list", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["id"], row["title"], row["source"], row["chunks"]) == (aid, "Bologna in festa", "Il Pallone", 1)
+    assert main(["show", aid, "--json"]) == 0
+    assert "Coppa Italia" in json.loads(capsys.readouterr().out)["text"]
+    assert main(["stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["articles"] == 1 and stats["sources"] == ["Il Pallone"] and "extractive" in stats["answerer"]
+    assert main(["delete", aid]) == 0
+    assert main(["show", aid]) == 1
+    assert "no article with id" in capsys.readouterr().err
