@@ -35,7 +35,7 @@ class Config:
     chunk_overlap: float = field(default=0.15, metadata={"env": "CRONACA_CHUNK_OVERLAP"})
     top_k: int = field(default=5, metadata={"env": "CRONACA_TOP_K"})
     candidates: int = field(default=40, metadata={"env": "CRONACA_CANDIDATES"})
-    rrf_k: int = field(default=60, metadata={"env": "CRONACA_RRF_K"})
+    rrf_k: int = field(default=10, metadata={"env": "CRONACA_RRF_K"})
     openai_base_url: str = field(default="", metadata={"env": "OPENAI_BASE_URL"})
     openai_api_key: str = field(default="", metadata={"env": "OPENAI_API_KEY"})
     llm_model: str = field(default="gpt-4o-mini", metadata={"env": "CRONACA_LLM_MODEL"})

@@ -158,6 +158,15 @@ class LexicalIndex:
         model.index(Tokenized(ids=[d.tolist() for d in docs], vocab=vocab), show_progress=False)
         return model
 
+    def article_map(self) -> dict[str, str]:
+        """chunk id → article id, rebuilt lazily after each update."""
+        ids, article_ids = self.ids, self.article_ids
+        cached = getattr(self, "_article_map", None)
+        if cached is None or cached[0] is not ids:
+            cached = (ids, dict(zip(ids, article_ids)))
+            self._article_map = cached
+        return cached[1]
+
     # -- search ---------------------------------------------------------------------------------
 
     def mask(self, since: int = 0, until: int = 0, source: str = "") -> np.ndarray | None:

@@ -59,6 +59,18 @@ def rrf(rankings: dict[str, list[str]], k: int = 60) -> dict[str, float]:
     return scores
 
 
+def article_rrf(rankings: dict[str, list[str]], article_of: dict[str, str], k: int = 60) -> dict[str, float]:
+    """RRF over articles, each ranked where its best chunk stands: a long article split into
+    many chunks must not push a short one down, nor win by having many mediocre chunks."""
+    deduped = {}
+    for name, ranking in rankings.items():
+        seen: dict[str, None] = {}
+        for cid in ranking:
+            seen.setdefault(article_of.get(cid, cid), None)
+        deduped[name] = list(seen)
+    return rrf(deduped, k)
+
+
 def _overlap(a: Hit, b: Hit) -> float:
     if a.article_id != b.article_id:
         return 0.0
@@ -152,8 +164,13 @@ class Retriever:
             rankings["bm25"] = [cid for cid, _ in lexical]
         t = time.perf_counter()
         fused = rrf(rankings, self.config.rrf_k)
-        # texts are fetched only for the head of the fused list: enough to collapse duplicates
-        order = sorted(fused, key=lambda c: -fused[c])[: k * 2 + 5]
+        lexical_articles = self.lexical.article_map()
+        article_of = {cid: lexical_articles.get(cid) or found.get(cid, ("", {}))[1].get("article_id", cid)
+                      for cid in fused}
+        by_article = article_rrf(rankings, article_of, self.config.rrf_k)
+        # articles in fused order, each article's chunks in fused order; texts are fetched only
+        # for the head of that list: enough to collapse duplicates
+        order = sorted(fused, key=lambda c: (-by_article[article_of[c]], -fused[c]))[: k * 2 + 5]
         missing = [c for c in order if c not in found]
         found.update(self.store.get_chunks(missing))
         ranks = {name: {cid: r for r, cid in enumerate(ids, 1)} for name, ids in rankings.items()}
@@ -167,7 +184,7 @@ class Retriever:
                     chunk_id=cid,
                     article_id=meta.get("article_id", ""),
                     text=doc,
-                    score=fused[cid],
+                    score=by_article[article_of[cid]] + fused[cid] / 1000,
                     title=meta.get("title", ""),
                     date=meta.get("date", ""),
                     source=meta.get("source", ""),
