@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from rag.config import Config
 from rag.embeddings import Embedder
-from rag.lexical import LexicalIndex, tokenize
+from rag.lexical import LexicalIndex
 from rag.models import Hit
 from rag.store import Store, where_clause
-from rag.text import detect_lang
+from rag.text import detect_lang, fold
 
 MODES = ("hybrid", "dense", "bm25")
 
@@ -86,7 +86,7 @@ def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) 
     kept: list[Hit] = []
     shingles: list[set[str]] = []
     for hit in hits:
-        toks = set(tokenize(hit.text))
+        toks = set(fold(hit.text).split())  # near-duplicate test: plain words are enough, and fast
         if any(_overlap(hit, k) > span_overlap for k in kept):
             continue
         if any(_jaccard(toks, s) >= near_dup for s in shingles):

@@ -160,3 +160,21 @@ def test_chat_endpoint_invalid_date_is_readable(running_app):
     client = Client(running_app, verbose=False)
     result = client.predict("Chi allena la Roma?", "2024-13-45", "", "__tutte__", api_name="/ask")
     assert "non valida" in str(result) and "Traceback" not in str(result)
+
+
+@pytest.mark.slow
+def test_two_sessions_at_once_get_their_own_answers_and_history(running_app):
+    """The queue serves both; gr.State keeps one user's conversation out of the other's."""
+    from gradio_client import Client
+
+    first, second = Client(running_app, verbose=False), Client(running_app, verbose=False)
+    job_a = first.submit("Quali club vogliono Ancelotti?", "", "", "__tutte__", api_name="/ask")
+    job_b = second.submit("Chi ha vinto lo scudetto 2024-25?", "", "", "__tutte__", api_name="/ask")
+    chat_a, chat_b = job_a.result(timeout=300)[0], job_b.result(timeout=300)[0]
+    text_a, text_b = str(chat_a), str(chat_b)
+    assert "Quali club vogliono Ancelotti?" in text_a and "scudetto" not in text_a.split("Ancelotti?")[0]
+    assert "Chi ha vinto lo scudetto" in text_b and "Quali club vogliono" not in text_b
+    assert "Roma" in _answer_text([chat_a]) and "scudetto" in _answer_text([chat_b])
+    # a follow-up in the second session builds on its own history only
+    follow = second.predict("e la Juventus?", "", "", "__tutte__", api_name="/ask")[0]
+    assert "Quali club vogliono" not in str(follow) and len(follow) == 4
