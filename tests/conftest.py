@@ -65,6 +65,18 @@ def make_lib(tmp_path):
     return factory
 
 
+@pytest.fixture
+def hash_sample(make_lib):
+    """hash_sample(**config_overrides) -> Library holding data/sample, with the fast embedder."""
+
+    def factory(**overrides):
+        lib = make_lib(**overrides)
+        assert lib.ingest([SAMPLE]).failed == 0
+        return lib
+
+    return factory
+
+
 @pytest.fixture(scope="session")
 def sample_home(tmp_path_factory):
     """data/sample ingested once with the real default embedder (about half a minute)."""

@@ -11,7 +11,6 @@ import pytest
 from rag.answering import stream_answer
 from rag.citations import markers
 from rag.models import Answer
-from tests.conftest import SAMPLE
 from tests.support.stub_openai import StubOpenAI, reply
 
 pytestmark = pytest.mark.server
@@ -25,18 +24,8 @@ def llama():
         yield server
 
 
-@pytest.fixture
-def lib_with_sample(make_lib):
-    def factory(**overrides):
-        lib = make_lib(**overrides)
-        assert lib.ingest([SAMPLE]).failed == 0
-        return lib
-
-    return factory
-
-
-def test_real_server_streams_and_only_valid_citations_survive(llama, lib_with_sample):
-    lib = lib_with_sample(openai_base_url=llama.base_url, openai_api_key="none",
+def test_real_server_streams_and_only_valid_citations_survive(llama, hash_sample):
+    lib = hash_sample(openai_base_url=llama.base_url, openai_api_key="none",
                           llm_model=llama.model, answer_tokens=120, context_tokens=1200)
     items = list(stream_answer(lib, "Quali club vogliono Ancelotti?"))
     answer = items[-1]
@@ -49,10 +38,10 @@ def test_real_server_streams_and_only_valid_citations_survive(llama, lib_with_sa
     assert answer.timings_ms["generate"] > 0 and answer.usage["completion_tokens"] > 0
 
 
-def test_stub_answer_markers_validated_against_provided_sources(lib_with_sample):
+def test_stub_answer_markers_validated_against_provided_sources(hash_sample):
     with StubOpenAI() as stub:
         stub.script([reply("In pole ci sono Roma e Milan [1][12]. Ancelotti è al Real [2, 1].")])
-        lib = lib_with_sample(openai_base_url=stub.base_url, openai_api_key="k", llm_model="stub")
+        lib = hash_sample(openai_base_url=stub.base_url, openai_api_key="k", llm_model="stub")
         answer = [i for i in stream_answer(lib, "Quali club vogliono Ancelotti?", k=5)][-1]
         body = stub.chat_requests[-1].json
     assert "[12]" not in answer.text
@@ -62,10 +51,10 @@ def test_stub_answer_markers_validated_against_provided_sources(lib_with_sample)
     assert user.count("<fonte n=") == len(answer.hits) or user.count("<fonte n=") <= 5
 
 
-def test_stub_refusal_is_a_declined_answer(lib_with_sample):
+def test_stub_refusal_is_a_declined_answer(hash_sample):
     with StubOpenAI() as stub:
         stub.script([reply("Le fonti disponibili non contengono la risposta a questa domanda.")])
-        lib = lib_with_sample(openai_base_url=stub.base_url, openai_api_key="k", llm_model="stub")
+        lib = hash_sample(openai_base_url=stub.base_url, openai_api_key="k", llm_model="stub")
         answer = lib.ask("Chi ha vinto il Tour de France?")
     assert answer.declined and answer.citations == []
 

@@ -13,18 +13,8 @@ import pytest
 
 from rag.citations import markers
 from rag.summaries import Summary, SummaryError, short_title, stream_summary, summarise
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import ROOT
 from tests.support.stub_openai import StubOpenAI, reply
-
-
-@pytest.fixture
-def hash_sample(make_lib):
-    def factory(**overrides):
-        lib = make_lib(**overrides)
-        assert lib.ingest([SAMPLE]).failed == 0
-        return lib
-
-    return factory
 
 
 def _id_of(lib, filename: str) -> str:
