@@ -255,6 +255,38 @@ class App:
         return (report_html, self.table(), gr.update(choices=self.source_choices()),
                 self.status_md(), None)
 
+    def article_choices(self) -> list[tuple[str, str]]:
+        return [("—", "")] + [(f"{a.get('date', '')} · {a.get('title', '')[:80]}", a["id"])
+                              for a in self.lib.articles()]
+
+    def summarise(self, article_id: str, query: str, since: str, until: str, lang: str):
+        """Stream a summary of one article, of a topic, or of a period (digest)."""
+        from rag.summaries import Summary, stream_summary
+
+        since, until, query = (since or "").strip(), (until or "").strip(), (query or "").strip()
+        if article_id:
+            selection: dict = {"article_id": article_id}
+        elif query:
+            selection = {"query": query}
+        elif since or until:
+            selection = {"digest": True}
+        else:
+            yield ('<div class="summary">Scegliere un articolo, un argomento o un periodo.</div>', "")
+            return
+        streamed: list[str] = []
+        try:
+            items = stream_summary(self.lib, lang=lang or "it", since=since, until=until,
+                                   fallback="extractive", **selection)
+            for item in items:
+                if isinstance(item, Summary):
+                    yield page.summary_html(item), page.summary_sources_html(item)
+                    return
+                streamed.append(item)
+                yield f'<div class="summary">{page.esc("".join(streamed))}</div>', ""
+        except Exception as exc:  # the page keeps working whatever failed
+            log.exception("summary failed")
+            yield f'<div class="summary">Non è stato possibile riassumere: {page.esc(exc)}</div>', ""
+
     @staticmethod
     def pick_row(evt: gr.SelectData) -> str:
         row = getattr(evt, "row_value", None) or []
@@ -311,8 +343,28 @@ def articles_tab(app: App, ui: dict) -> None:
         table.select(App.pick_row, None, del_id, api_visibility="private")
 
 
-# future tabs (e.g. summaries) are one more function here
-TABS: list[Callable[[App, dict], None]] = [chat_tab, articles_tab]
+def summaries_tab(app: App, ui: dict) -> None:
+    with gr.Tab("Riassunti", id="summaries"):
+        gr.Markdown("Riassunto di un articolo, di un argomento (raggruppato per storia) o di un "
+                    "periodo. Le storie riportate da più testate compaiono una volta sola.")
+        with gr.Row():
+            article = gr.Dropdown(label="Articolo", choices=app.article_choices(), value="",
+                                  elem_id="summary-article", scale=3)
+            topic = gr.Textbox(label="Argomento", placeholder="Es.: Ancelotti", elem_id="summary-topic",
+                               scale=2)
+        with gr.Row():
+            since = gr.Textbox(label="Dal (AAAA-MM-GG)", elem_id="summary-since")
+            until = gr.Textbox(label="Al (AAAA-MM-GG)", elem_id="summary-until")
+            lang = gr.Radio(label="Lingua", choices=[("Italiano", "it"), ("English", "en")], value="it")
+            go = gr.Button("Riassumi", variant="primary", elem_id="summarise")
+        output = gr.HTML(elem_id="summary-output")
+        gr.Markdown("### Fonti", elem_classes="sources-heading")
+        cards = gr.HTML(elem_id="summary-sources")
+        go.click(app.summarise, [article, topic, since, until, lang], [output, cards], api_name="summarise")
+
+
+# a new tab is one more function here
+TABS: list[Callable[[App, dict], None]] = [chat_tab, articles_tab, summaries_tab]
 
 
 def build(app: App) -> gr.Blocks:

@@ -24,7 +24,7 @@ def esc(text: object) -> str:
     return html.escape(str(text or ""), quote=True)
 
 
-def anchor(turn: int, n: int) -> str:
+def anchor(turn: int | str, n: int) -> str:
     return f"src-{turn}-{n}"
 
 
@@ -39,7 +39,7 @@ def badge_html(config: Config) -> str:
     return f'<div class="cronaca-badge {cls}" id="mode-badge">{esc(label)}</div>'
 
 
-def link_markers(text: str, numbers: set[int], turn: int) -> str:
+def link_markers(text: str, numbers: set[int], turn: int | str) -> str:
     """Escape ``text`` and turn each [n] whose source exists into a link to its card."""
 
     def repl(m: re.Match) -> str:
@@ -118,7 +118,7 @@ def _safe_url(url: str) -> str:
     return url if scheme in ("http", "https") else ""
 
 
-def card_html(c: Citation, turn: int) -> str:
+def card_html(c: Citation, turn: int | str) -> str:
     meta = " · ".join(esc(x) for x in (c.date or "data sconosciuta", c.source) if x)
     url = _safe_url(c.url)
     link = (f' · <a href="{esc(url)}" target="_blank" rel="noopener noreferrer">articolo originale</a>'
@@ -151,6 +151,26 @@ def sources_html(turns: list[dict]) -> str:
             f"{cards}</details>"
         )
     return "".join(blocks)
+
+
+def summary_html(summary) -> str:
+    """A summary: stories as paragraphs, markers linked to the cards of the summary panel."""
+    numbers = {c.n for c in summary.citations}
+    paragraphs = []
+    for block in link_markers(summary.text.strip(), numbers, "s").split("\n\n"):
+        head, _, rest = block.partition("\n")
+        # a story's first line is its heading when sentences follow it
+        paragraphs.append(f"<p><b>{head}</b><br>{rest.replace(chr(10), '<br>')}</p>" if rest else f"<p>{block}</p>")
+    body = "".join(paragraphs)
+    if summary.notice:
+        body += f'<p class="answer-notice">{esc(summary.notice)}</p>'
+    return f'<div class="summary">{body}</div>'
+
+
+def summary_sources_html(summary) -> str:
+    if not summary.citations:
+        return '<div class="sources-empty">Nessuna fonte citata.</div>'
+    return "".join(card_html(c, "s") for c in summary.citations)
 
 
 CSS = """

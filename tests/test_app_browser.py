@@ -140,3 +140,25 @@ def test_ask_read_sources_upload_and_ask_again(browser, app_url, tmp_path):
     assert not foreign, foreign
     context.close()
     assert names_clubs, f"the answer should name Roma and Milan: {answer[:300]}"
+
+
+def test_summaries_tab_streams_a_cited_summary(browser, app_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    page.goto(app_url, wait_until="load")
+    page.get_by_role("tab", name="Riassunti").click()
+    page.locator("#summary-topic textarea").fill("Ancelotti")
+    page.locator("#summarise").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#summary-sources .source-card').length > 0", timeout=240_000)
+    text = page.locator("#summary-output").inner_text()
+    assert "Roma" in text and "Milan" in text, text
+    assert "senza un modello linguistico" in text
+    links = page.locator("#summary-output a.cite")
+    assert links.count() >= 2
+    for i in range(links.count()):  # every marker resolves to a card in the panel
+        assert page.locator(links.nth(i).get_attribute("href")).count() == 1
+    assert page.locator("#summary-sources .source-card", has_text=SEED_TITLE).count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "summary.png"), full_page=True)
+    context.close()
