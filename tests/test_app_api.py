@@ -178,3 +178,17 @@ def test_two_sessions_at_once_get_their_own_answers_and_history(running_app):
     # a follow-up in the second session builds on its own history only
     follow = second.predict("e la Juventus?", "", "", "__tutte__", api_name="/ask")[0]
     assert "Quali club vogliono" not in str(follow) and len(follow) == 4
+
+
+def test_summary_html_links_markers_bolds_story_headings_and_escapes():
+    from types import SimpleNamespace
+
+    from rag import page
+
+    summary = SimpleNamespace(text="Roma <b>x</b> (2025)\nRanieri torna [1]. Falso [7].\n\nSolo testo.",
+                              citations=[_cit(1)], notice="estrattivo")
+    html = page.summary_html(summary)
+    assert "<b>Roma &lt;b&gt;x&lt;/b&gt; (2025)</b>" in html
+    assert '<a class="cite" href="#src-s-1">[1]</a>' in html and "[7]" in html and "#src-s-7" not in html
+    assert "<p>Solo testo.</p>" in html and "estrattivo" in html
+    assert 'id="src-s-1"' in page.summary_sources_html(summary)
