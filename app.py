@@ -93,7 +93,6 @@ class App:
         self.lib = lib
         self.config = lib.config
         self.startup_note = startup_note
-        # BM25 and the store are shared: an ingest or delete must not run during a retrieval
 
     # ---- status -------------------------------------------------------------------------
     def status_md(self) -> str:
