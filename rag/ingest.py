@@ -95,8 +95,9 @@ def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
     work: list[_Work] = []
     seen_ids: set[str] = set()
     seen_text: dict[str, str] = {}
-    for art in articles:
-        th = text_hash(art)
+    hashes = [text_hash(a) for a in articles]
+    by_id, by_hash, by_path = lib.store.existing(articles, hashes)
+    for art, th in zip(articles, hashes):
         if art.id in seen_ids:
             report.skipped += 1
             report.notes.append(f"{art.path}: skipped, same id as an earlier item ({art.id})")
@@ -107,12 +108,12 @@ def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
             continue
         seen_ids.add(art.id)
         seen_text[th] = art.id
-        existing = lib.store.get_article(art.id)
+        existing = by_id.get(art.id)
         if existing and existing.get("content_hash") == art.content_hash:
             report.unchanged += 1
             report.article_ids.append(art.id)
             continue
-        other = lib.store.find_text_hash(th)
+        other = by_hash.get(th)
         if other and other != art.id:
             report.skipped += 1
             report.notes.append(f"{art.path}: skipped, same text already stored as {other}")
@@ -124,8 +125,7 @@ def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
             continue
         replaces = ""
         if existing is None and art.id.startswith("a-"):  # no url/id: the file path says "same"
-            replaces = next((r["id"] for r in lib.store.list_articles(where={"path": art.path})
-                             if r["id"] != art.id and r["id"].startswith("a-")), "")
+            replaces = next((r for r in by_path.get(art.path, []) if r != art.id and r.startswith("a-")), "")
         work.append(_Work(art, th, chunks, is_update=existing is not None or bool(replaces),
                           replaces=replaces))
     return work

@@ -18,7 +18,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
 from rag.config import Config
 from rag.embeddings import Embedder
-from rag.models import Article, Chunk
+from rag.models import Article
 
 
 class StoreError(RuntimeError):
@@ -145,13 +145,6 @@ class Store:
     # -- writes -------------------------------------------------------------------------------
 
     @_guarded
-    def add_chunks(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        base = chunk_metadata(article)
-        metas = [{**base, "chunk_index": c.index, "start": c.start, "end": c.end, "tokens": c.tokens}
-                 for c in chunks]
-        self.upsert_chunks([c.id for c in chunks], vectors, [c.text for c in chunks], metas)
-
-    @_guarded
     def upsert_chunks(self, ids, vectors, documents, metadatas) -> None:
         """Writes go in slices of the server's maximum batch size."""
         for i in range(0, len(ids), self.max_batch):
@@ -211,9 +204,26 @@ class Store:
         return record
 
     @_guarded
-    def find_text_hash(self, text_hash: str) -> str | None:
-        got = self.articles.get(where={"text_hash": text_hash}, include=[], limit=1)
-        return got["ids"][0] if got["ids"] else None
+    def existing(self, articles: Sequence[Article], text_hashes: Sequence[str]
+                 ) -> tuple[dict[str, dict], dict[str, str], dict[str, list[str]]]:
+        """Stored records matching these articles by id, by text hash and (for articles without
+        url or id) by path, fetched in slices rather than one lookup per article."""
+        by_id: dict[str, dict] = {}
+        by_hash: dict[str, str] = {}
+        by_path: dict[str, list[str]] = {}
+        for i in range(0, len(articles), 500):
+            part = articles[i : i + 500]
+            got = self.articles.get(ids=list({a.id for a in part}), include=["metadatas"])
+            by_id.update(zip(got["ids"], got["metadatas"]))
+            where: dict[str, Any] = {"text_hash": {"$in": list(set(text_hashes[i : i + 500]))}}
+            paths = list({a.path for a in part if a.id.startswith("a-")})
+            if paths:
+                where = {"$or": [where, {"path": {"$in": paths}}]}
+            got = self.articles.get(where=where, include=["metadatas"])
+            for rid, meta in zip(got["ids"], got["metadatas"]):
+                by_hash.setdefault(meta.get("text_hash", ""), rid)
+                by_path.setdefault(meta.get("path", ""), []).append(rid)
+        return by_id, by_hash, by_path
 
     @_guarded
     def article_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
