@@ -30,15 +30,16 @@ def extractive_answer(lib, question: str, hits: list[Hit], lang: str) -> Answer:
     notice = render(lib.config.prompts_dir, "extractive_notice", lang)
     chosen = extractive.select(question, hits, lib.embedder, lang)
     same_lang = chosen and detect_lang(" ".join(c.text for c in chosen)) == lang
+    covered = extractive.confidence(question, chosen, lang) if same_lang else 1.0
     # word overlap only means something within one language; across languages we trust retrieval
     if (
         not chosen
         or extractive.lacks_asked_type(question, chosen)
         # a name no article knows, with little else matching: the question is about something else
         or (same_lang and extractive.unknown_names(question, lib.lexical.vocab)
-            and extractive.confidence(question, chosen, lang) < 2 * MIN_CONFIDENCE)
+            and covered < 2 * MIN_CONFIDENCE)
         or (not same_lang and extractive.foreign_names_missing(question, hits, lib.lexical.vocab))
-        or (same_lang and extractive.confidence(question, chosen, lang) < MIN_CONFIDENCE)
+        or covered < MIN_CONFIDENCE
     ):
         answer = _declined(question, lang, "extractive", "extractive", lib, hits)
         answer.notice = notice

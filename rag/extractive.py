@@ -141,12 +141,16 @@ def confidence(question: str, chosen: list[Candidate], lang: str) -> float:
 _NAME = re.compile(r"\b([A-ZÀ-Ý][\w'’-]{2,})")
 
 
+def _question_names(question: str) -> list[str]:
+    """Capitalised words after the first: the first is capitalised anyway."""
+    return _NAME.findall(" ".join(question.split()[1:]))
+
+
 def unknown_names(question: str, vocabulary: dict[str, int]) -> list[str]:
     """Names in the question (capitalised words after the first) that no stored article has:
     a question about the Tour de France cannot be answered from football news."""
-    words = question.split()
-    names = [m for m in _NAME.findall(" ".join(words[1:]))]
-    return [n for n in names if not any(t in vocabulary for t in tokenize(n, "it") + tokenize(n, "en"))]
+    return [n for n in _question_names(question)
+            if not any(t in vocabulary for t in tokenize(n, "it") + tokenize(n, "en"))]
 
 
 def foreign_names_missing(question: str, hits: list[Hit], vocabulary: dict[str, int]) -> list[str]:
@@ -156,7 +160,7 @@ def foreign_names_missing(question: str, hits: list[Hit], vocabulary: dict[str, 
 
     words = {w for h in hits for w in re.findall(r"\w{3,}", fold(h.text))}
     missing = []
-    for name in _NAME.findall(" ".join(question.split()[1:])):
+    for name in _question_names(question):
         name = re.sub(r"['’]s?$", "", name)
         n = fold(name)
         if n in words or len(n) < 4 or any(t in vocabulary for t in tokenize(name, "it")):

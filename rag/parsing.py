@@ -295,8 +295,7 @@ def make_article(
         raise ItemError("no article text (empty or too short)")
     lang = detect_lang(text)
     title = clean(title) or derive_title(text, lang)
-    text_hash = hashlib.sha1(fold(" ".join(text.split())).encode()).hexdigest()
-    article_id = url or explicit_id or f"a-{text_hash[:16]}"
+    article_id = url or explicit_id or f"a-{_text_hash(text)[:16]}"
     content_hash = hashlib.sha1(
         "\x1f".join([title, text, date, source, url]).encode()
     ).hexdigest()
@@ -313,8 +312,13 @@ def make_article(
     )
 
 
+def _text_hash(text: str) -> str:
+    """Same words, same hash: case, accents and spacing don't make a new article."""
+    return hashlib.sha1(fold(" ".join(text.split())).encode()).hexdigest()
+
+
 def text_hash(article: Article) -> str:
-    return hashlib.sha1(fold(" ".join(article.text.split())).encode()).hexdigest()
+    return _text_hash(article.text)
 
 
 def derive_title(text: str, lang: str) -> str:
