@@ -31,6 +31,7 @@ class Config:
     embed_model: str = field(default="text-embedding-3-small", metadata={"env": "CRONACA_EMBED_MODEL"})
     embed_base_url: str = field(default="", metadata={"env": "CRONACA_EMBED_BASE_URL"})
     embed_batch: int = field(default=32, metadata={"env": "CRONACA_EMBED_BATCH"})
+    embed_threads: int = field(default=0, metadata={"env": "CRONACA_EMBED_THREADS"})
     chunk_tokens: int = field(default=250, metadata={"env": "CRONACA_CHUNK_TOKENS"})
     chunk_overlap: float = field(default=0.15, metadata={"env": "CRONACA_CHUNK_OVERLAP"})
     top_k: int = field(default=5, metadata={"env": "CRONACA_TOP_K"})

@@ -91,6 +91,26 @@ def ingest(lib, paths: Iterable[str | Path], progress: Progress | None = None,
     return report
 
 
+def ingest_articles(lib, articles: list[Article], errors: list[IngestError] | None = None,
+                    progress: Progress | None = None, lock_timeout: float = 600) -> IngestReport:
+    report = IngestReport()
+    for error in errors or []:
+        report.errors.append(error)
+        report.failed += 1
+    lock = FileLock(str(lib.home / "ingest.lock"))
+    try:
+        lock.acquire(timeout=lock_timeout)
+    except Timeout:
+        report.errors.append(IngestError(str(lib.home), "another ingest is still running"))
+        report.failed += len(articles)
+        return report
+    try:
+        _ingest_locked(lib, articles, report, progress)
+    finally:
+        lock.release()
+    return report
+
+
 def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
     work: list[_Work] = []
     seen_ids: set[str] = set()

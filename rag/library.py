@@ -55,6 +55,12 @@ class Library:
     def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
         return ingest(self, paths, progress=progress)
 
+    def ingest_articles(self, articles, errors=(), progress: Progress | None = None) -> IngestReport:
+        """Articles that did not come from files (feeds, web pages, the API) go in the same way."""
+        from rag.ingest import ingest_articles
+
+        return ingest_articles(self, list(articles), errors=list(errors), progress=progress)
+
     def ask(self, question: str, **kwargs: Any):
         return _answer(self, question, **kwargs)
 
