@@ -12,7 +12,7 @@ same batch size). ``ingest_ratio`` = ingest chunks/s over embedder chunks/s: 1.0
 chunking, Chroma and BM25 cost nothing next to the model (target >= 0.9).
 
 Memory: a child process opens a Library (real e5 loaded), fills it with N random unit 384-d
-vectors and synthetic texts via ``lib.store.upsert_chunks`` + ``lib.lexical.update`` (what an
+vectors and synthetic texts through the index's write path (what an
 ingest ends in), saves BM25 and runs a few hybrid searches; its peak RSS comes from
 ``getrusage(RUSAGE_CHILDREN)``. Target < 1500 MB at 100k chunks. With --quick the store has
 20k chunks: the figure is reported as measured (not extrapolated) and marked in the JSON.
@@ -112,16 +112,16 @@ def bench_throughput(n_articles: int, sentences: list[str], embedder) -> dict:
 
 def rss_child(n_chunks: int, home: Path) -> None:
     """Runs in the child: fill a store to ``n_chunks`` and search it."""
-    from rag.embeddings import E5Embedder
+    from rag.embeddings import make_embedder
     from rag.library import Library
 
     q = _query_bench()
     cfg = Config.load(path=home / "none.toml", env={"CRONACA_HOME": str(home)})
-    lib = Library(cfg, embedder=E5Embedder())
+    lib = Library(cfg, embedder=make_embedder(Config.load()))
     q.fill_store(lib, n_chunks, q.load_sentences())
     for question in q.QUESTIONS[:5]:
-        lib.retriever.search(question, mode="hybrid")
-    assert lib.store.count_chunks() == n_chunks == len(lib.lexical)
+        lib.search(question, mode="hybrid")
+    assert lib.index.counts()[1] == n_chunks == len(lib.index.lexical)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"chunks": n_chunks, "self_peak_rss_mb": round(own, 1)}))
 
@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     # the memory child runs first, so this process's own model and stores are not in its way
     rss = bench_rss(rss_chunks)
 
-    from rag.embeddings import E5Embedder
+    from rag.embeddings import make_embedder
 
-    embedder = E5Embedder()
+    embedder = make_embedder(Config.load())
     embedder.embed_passages(["passaggio di riscaldamento"] * 4)  # model load outside the timings
     sentences = _query_bench().load_sentences()
     rows = [bench_throughput(n, sentences, embedder) for n in sizes]

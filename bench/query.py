@@ -4,8 +4,8 @@
     python bench/query.py --quick    # 10k and 20k chunks (about a minute; the fill dominates)
 
 The store is bulk-filled with precomputed random unit vectors (384-d, like e5-small) and
-synthetic chunk texts made of data/sample sentences, through ``lib.store.upsert_chunks`` and
-``lib.lexical.update`` - the same calls an ingest ends in, without paying for the embedder.
+synthetic chunk texts made of data/sample sentences, through the index's own write path (what an
+ingest ends in), without paying for the embedder.
 Queries are embedded with the real e5 model. Timings come from ``Retriever.search``'s
 ``timings_ms`` (embed_query, dense, bm25, fusion), hybrid mode and dense-only mode.
 
@@ -87,32 +87,33 @@ def random_unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
 
 def fill_store(lib, n_chunks: int, sentences: list[str], seed: int = 0, batch: int = 5000,
                per_chunk: int = 6, chunks_per_article: int = 4) -> float:
-    """Add ``n_chunks`` synthetic chunks (random unit vectors) to Chroma and BM25; seconds."""
+    """Add ``n_chunks`` synthetic chunks (random unit vectors) through the index's own write path,
+    as an ingest does after embedding; seconds."""
+    from rag.index import Prepared
+    from rag.models import Article, Chunk
+
     rng = np.random.default_rng(seed)
     pyrng = random.Random(seed)
     t0 = time.perf_counter()
-    lexical_rows = []
-    for start in range(0, n_chunks, batch):
-        count = min(batch, n_chunks - start)
-        ids, docs, metas = [], [], []
-        for i in range(start, start + count):
-            art = i // chunks_per_article
-            text = " ".join(pyrng.choice(sentences) for _ in range(per_chunk))
-            year, month, day = 2024 + art % 2, 1 + art % 12, 1 + art % 28
-            meta = {
-                "article_id": f"bench-{art}", "title": f"Articolo di prova {art}",
-                "date": f"{year}-{month:02d}-{day:02d}", "date_int": year * 10000 + month * 100 + day,
-                "source": f"Testata {art % 7}", "url": "", "lang": "it", "path": "bench",
-                "content_hash": f"h{art}", "chunk_index": i % chunks_per_article,
-                "start": 0, "end": len(text), "tokens": len(text) // 5,
-            }
-            ids.append(f"bench-{art}-{i % chunks_per_article}")
-            docs.append(text)
-            metas.append(meta)
-        lib.store.upsert_chunks(ids, random_unit(rng, count), docs, metas)
-        lexical_rows.extend((cid, d, "it", m) for cid, d, m in zip(ids, docs, metas))
-    lib.lexical.update(add=lexical_rows)  # one re-index, as at the end of an ingest
-    lib.lexical.save(stamp=str(lib.store.count_chunks()))
+    n_articles = -(-n_chunks // chunks_per_article)
+    per_batch = max(1, batch // chunks_per_article)
+    with lib.index.writing() as writer:
+        for first in range(0, n_articles, per_batch):
+            prepared = []
+            for art in range(first, min(n_articles, first + per_batch)):
+                count = min(chunks_per_article, n_chunks - art * chunks_per_article)
+                texts = [" ".join(pyrng.choice(sentences) for _ in range(per_chunk)) for _ in range(count)]
+                year, month, day = 2024 + art % 2, 1 + art % 12, 1 + art % 28
+                article = Article(id=f"bench-{art}", title=f"Articolo di prova {art}", text="\n\n".join(texts),
+                                  date=f"{year}-{month:02d}-{day:02d}", source=f"Testata {art % 7}", lang="it",
+                                  path="bench", content_hash=f"h{art}")
+                chunks, pos = [], 0
+                for j, text in enumerate(texts):
+                    chunks.append(Chunk(id=f"bench-{art}-{j}", article_id=article.id, index=j, text=text,
+                                        start=pos, end=pos + len(text), tokens=len(text) // 5))
+                    pos += len(text) + 2
+                prepared.append(Prepared(article, f"t{art}", chunks, random_unit(rng, count)))
+            writer.put(prepared)
     return time.perf_counter() - t0
 
 
@@ -128,19 +129,19 @@ def bench_size(n_chunks: int, sentences: list[str], embedder, repeats: int) -> d
                           env={"CRONACA_HOME": str(Path(tmp) / "home")})
         lib = Library(cfg, embedder=embedder)
         fill_s = fill_store(lib, n_chunks, sentences)
-        assert lib.store.count_chunks() == n_chunks == len(lib.lexical), "fill mismatch"
+        assert lib.index.counts()[1] == n_chunks == len(lib.index.lexical), "fill mismatch"
         for q in QUESTIONS[:3]:  # warm caches
-            lib.retriever.search(q, mode="hybrid")
-            lib.retriever.search(q, mode="dense")
+            lib.search(q, mode="hybrid")
+            lib.search(q, mode="dense")
         parts: dict[str, list[float]] = {k: [] for k in ("embed_query", "dense", "bm25", "fusion")}
         hybrid, dense_only = [], []
         for _ in range(repeats):
             for q in QUESTIONS:
-                t = lib.retriever.search(q, mode="hybrid").timings_ms
+                t = lib.search(q, mode="hybrid").timings_ms
                 for k in parts:
                     parts[k].append(t.get(k, 0.0))
                 hybrid.append(t["dense"] + t["bm25"] + t["fusion"])
-                d = lib.retriever.search(q, mode="dense").timings_ms
+                d = lib.search(q, mode="dense").timings_ms
                 dense_only.append(d["dense"] + d["fusion"])
         del lib
     row = {"chunks": n_chunks, "fill_s": round(fill_s, 1), "queries": len(hybrid)}
@@ -161,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                                                              else [10_000, 100_000])
     repeats = args.repeats or (1 if args.quick else 5)
 
-    from rag.embeddings import E5Embedder
+    from rag.embeddings import make_embedder
 
-    embedder = E5Embedder()
+    embedder = make_embedder(Config.load())
     embedder.embed_query("riscaldamento")  # load the model outside the timings
     sentences = load_sentences()
     t0 = time.perf_counter()

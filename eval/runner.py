@@ -99,24 +99,19 @@ def open_library(corpus: Path, progress: Callable[[str, int, int], None] | None 
         ready.write_text(json.dumps(info["ingest"], indent=1) + "\n")
     else:
         info["ingest"] = json.loads(ready.read_text())
-    info["articles"] = len(lib.articles())
-    info["chunks"] = lib.store.count_chunks()
-    info["embedder"] = lib.embedder.name
+    stats = lib.stats()
+    info["articles"] = stats["articles"]
+    info["chunks"] = stats["chunks"]
+    info["embedder"] = stats["embedder"]
     return lib, info
 
 
 # --------------------------------------------------------------------------- one case
 
 
-def _filters(case: Case):
-    from rag.retrieval import Filters
-
-    return Filters.from_strings(**case.filters)
-
-
 def retrieval_case(lib, case: Case, mode: str, k: int) -> dict[str, Any]:
     t = time.perf_counter()
-    result = lib.retriever.search(case.question, k=max(k, HITK_MAX), filters=_filters(case), mode=mode)
+    result = lib.search(case.question, k=max(k, HITK_MAX), mode=mode, **case.filters)
     ms = (time.perf_counter() - t) * 1000
     ranked = M.ranked_articles(result.hits)
     out: dict[str, Any] = {"retrieved": [aid for aid, _ in ranked], "latency_ms": round(ms, 1)}
@@ -134,9 +129,7 @@ def retrieval_case(lib, case: Case, mode: str, k: int) -> dict[str, Any]:
 
 
 def answer_case(lib, case: Case, mode: str, k: int, judge=None) -> dict[str, Any]:
-    from rag.answering import answer
-
-    ans = answer(lib, case.question, k=k, filters=_filters(case), answerer="auto", retrieval_mode=mode)
+    ans = lib.ask(case.question, k=k, answerer="auto", retrieval_mode=mode, **case.filters)
     m: dict[str, Any] = {}
     golds = case.answers
     if case.unanswerable:

@@ -34,8 +34,8 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
 def article_ids_by_file(lib) -> dict[str, str]:
     out = {}
     for a in lib.articles():
-        if a.get("path"):
-            out.setdefault(Path(a["path"]).name, a["id"])
+        if a.path:
+            out.setdefault(Path(a.path).name, a.id)
     return out
 
 
@@ -58,8 +58,8 @@ def citation_check(lib, summary) -> dict[str, Any]:
     bad_quotes = []
     for c in summary.citations:
         if c.article_id not in texts:
-            art = lib.store.get_article(c.article_id, with_text=True)
-            texts[c.article_id] = (art or {}).get("text", "")
+            art = lib.article(c.article_id)
+            texts[c.article_id] = art.text if art else ""
         body = texts[c.article_id]
         for part in c.quote.split(" … "):
             if part.strip() and part not in body and fold(part) not in fold(body):
@@ -72,8 +72,6 @@ def citation_check(lib, summary) -> dict[str, Any]:
 
 
 def run_case(lib, case: dict[str, Any], ids_by_file: dict[str, str]) -> dict[str, Any]:
-    from rag.summaries import summarise
-
     kind = case["kind"]
     kwargs: dict[str, Any] = {"lang": case.get("lang", "it"), "since": case.get("since", ""),
                               "until": case.get("until", "")}
@@ -87,7 +85,7 @@ def run_case(lib, case: dict[str, Any], ids_by_file: dict[str, str]) -> dict[str
     else:
         kwargs["digest"] = True
     t = time.perf_counter()
-    summary = summarise(lib, **kwargs)
+    summary = lib.summarise(**kwargs)
     seconds = time.perf_counter() - t
     coverage, missing = fact_coverage(summary.text, case.get("facts", []))
     plain = re.sub(r"\[\d+\]", "", summary.text)

@@ -1,7 +1,8 @@
 """Question → retrieved chunks → answer with validated citations, by LLM or extractively.
 
 ``stream_answer`` yields text deltas (str) as they come and ends with the final ``Answer``,
-so the page streams, the CLI prints and the eval harness collects from the same code.
+so the page streams, the CLI prints and the eval harness collects from the same code. It takes
+the parts it uses (configuration, retriever, embedder), not the whole library.
 """
 
 from __future__ import annotations
@@ -11,24 +12,27 @@ from collections.abc import Iterator
 
 from rag import extractive
 from rag.citations import citation_for, validate
+from rag.config import Config
+from rag.embeddings import Embedder
 from rag.llm import LLM, LLMError, Usage
-from rag.models import Answer, Hit
+from rag.models import Answer, Filters, Hit
 from rag.prompts import build_messages, pack, render
-from rag.retrieval import Filters
+from rag.retrieval import Retriever
 from rag.text import detect_lang, fold
+from rag.validation import ANSWERERS, RequestError
 
-ANSWERERS = ("auto", "llm", "extractive")
 MIN_CONFIDENCE = 0.3
 
 
-def _declined(question: str, lang: str, mode: str, model: str, lib, hits: list[Hit]) -> Answer:
-    return Answer(question=question, text=render(lib.config.prompts_dir, "refusal", lang),
+def _declined(question: str, lang: str, mode: str, model: str, config: Config, hits: list[Hit]) -> Answer:
+    return Answer(question=question, text=render(config.prompts_dir, "refusal", lang),
                   mode=mode, model=model, hits=hits, lang=lang, declined=True)
 
 
-def extractive_answer(lib, question: str, hits: list[Hit], lang: str) -> Answer:
-    notice = render(lib.config.prompts_dir, "extractive_notice", lang)
-    chosen = extractive.select(question, hits, lib.embedder, lang)
+def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, int], question: str,
+                      hits: list[Hit], lang: str) -> Answer:
+    notice = render(config.prompts_dir, "extractive_notice", lang)
+    chosen = extractive.select(question, hits, embedder, lang)
     same_lang = chosen and detect_lang(" ".join(c.text for c in chosen)) == lang
     covered = extractive.confidence(question, chosen, lang) if same_lang else 1.0
     # word overlap only means something within one language; across languages we trust retrieval
@@ -36,12 +40,12 @@ def extractive_answer(lib, question: str, hits: list[Hit], lang: str) -> Answer:
         not chosen
         or extractive.lacks_asked_type(question, chosen)
         # a name no article knows, with little else matching: the question is about something else
-        or (same_lang and extractive.unknown_names(question, lib.lexical.vocab)
+        or (same_lang and extractive.unknown_names(question, vocabulary)
             and covered < 2 * MIN_CONFIDENCE)
-        or (not same_lang and extractive.foreign_names_missing(question, hits, lib.lexical.vocab))
+        or (not same_lang and extractive.foreign_names_missing(question, hits, vocabulary))
         or covered < MIN_CONFIDENCE
     ):
-        answer = _declined(question, lang, "extractive", "extractive", lib, hits)
+        answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
         return answer
     # one source number per article, sentences in the article's own order
@@ -72,8 +76,11 @@ def _is_refusal(text: str, refusal: str) -> bool:
 
 
 def stream_answer(
-    lib,
     question: str,
+    *,
+    config: Config,
+    retriever: Retriever,
+    embedder: Embedder,
     k: int | None = None,
     filters: Filters | None = None,
     answerer: str = "auto",
@@ -81,31 +88,31 @@ def stream_answer(
     retrieval_mode: str = "hybrid",
 ) -> Iterator[str | Answer]:
     if answerer not in ANSWERERS:
-        raise ValueError(f"unknown answerer '{answerer}' (use {', '.join(ANSWERERS)})")
-    use_llm = answerer == "llm" or (answerer == "auto" and lib.config.llm_configured)
+        raise RequestError("answerer", f"'{answerer}' is not one of {', '.join(ANSWERERS)}", code="choice")
+    use_llm = answerer == "llm" or (answerer == "auto" and config.llm_configured)
     t0 = time.perf_counter()
-    retrieval = lib.retriever.search(question, k=k, filters=filters, mode=retrieval_mode)
+    retrieval = retriever.search(question, k=k, filters=filters, mode=retrieval_mode)
     hits, lang = retrieval.hits, detect_lang(question)
     t_retrieved = time.perf_counter()
     answer: Answer | None = None
     usage = Usage()
     if not hits:
         answer = _declined(question, lang, "llm" if use_llm else "extractive",
-                           lib.config.llm_model if use_llm else "extractive", lib, hits)
+                           config.llm_model if use_llm else "extractive", config, hits)
         yield answer.text
     elif use_llm:
-        llm = LLM(lib.config)
-        packed = pack(hits, lib.config.context_tokens)
-        messages = build_messages(lib.config.prompts_dir, question, packed, lang)
+        llm = LLM(config)
+        packed = pack(hits, config.context_tokens)
+        messages = build_messages(config.prompts_dir, question, packed, lang)
         raw: list[str] = []
         try:
             for delta in llm.stream(messages, usage=usage):
                 raw.append(delta)
                 yield delta
             text = "".join(raw)
-            refusal = render(lib.config.prompts_dir, "refusal", lang)
+            refusal = render(config.prompts_dir, "refusal", lang)
             if _is_refusal(text, refusal):
-                answer = _declined(question, lang, "llm", llm.model, lib, hits)
+                answer = _declined(question, lang, "llm", llm.model, config, hits)
             else:
                 clean, citations = validate(text, packed, lang)
                 answer = Answer(question=question, text=clean, mode="llm", model=llm.model,
@@ -113,12 +120,12 @@ def stream_answer(
         except LLMError as exc:
             if fallback != "extractive":
                 raise
-            answer = extractive_answer(lib, question, hits, lang)
+            answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang)
             answer.notice = f"{exc}. {answer.notice}"
             yield "\n\n" if raw else ""
             yield answer.text
     else:
-        answer = extractive_answer(lib, question, hits, lang)
+        answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang)
         for word in answer.text.split(" "):  # the extractive answer streams too
             yield word + " "
     t_done = time.perf_counter()
@@ -130,12 +137,3 @@ def stream_answer(
     }
     answer.usage = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
     yield answer
-
-
-def answer(lib, question: str, **kwargs) -> Answer:
-    result = None
-    for item in stream_answer(lib, question, **kwargs):
-        if isinstance(item, Answer):
-            result = item
-    assert result is not None
-    return result

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 
-from rag.lexical import tokenize
 from rag.models import Citation, Hit
-from rag.text import sentence_spans
+from rag.text import sentence_spans, tokenize
 
 MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 

@@ -1,11 +1,16 @@
-"""``cronaca``: the command line, a thin layer over ``rag.library.Library``."""
+"""``cronaca``: the command line, a thin layer over ``rag.library.Library``.
+
+Exit codes: 0 done, 1 some items failed (ingest) or the store is inconsistent (doctor), 2 bad
+usage or an unusable store, 3 the language model failed and no fallback was asked for.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rag.config import Config
-from rag.models import Answer
+from rag.validation import RequestError
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -30,12 +35,19 @@ def _library(args):
         sys.exit(2)
 
 
+def _error(message: str) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}")
+
+
+# -- ingest ------------------------------------------------------------------------------------
+
+
 def cmd_ingest(args) -> int:
     lib = _library(args)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, transient=True,
                   disable=args.json or not err.is_terminal) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -43,22 +55,23 @@ def cmd_ingest(args) -> int:
                 tasks[stage] = bar.add_task(label, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        report = lib.ingest(args.paths, progress=progress)
+        if not args.paths and not args.sample:
+            _error("give files, folders or URLs to ingest, or --sample for the bundled sample articles")
+            return 2
+        paths = [*args.paths, *([lib.config.sample_dir] if args.sample else [])]
+        report = lib.ingest(paths, progress=progress)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
         for error in report.errors:
-            err.print(f"[red]error:[/red] {escape(str(error))}")
+            _error(str(error))
         for note in report.notes:
             err.print(f"[yellow]note:[/yellow] {escape(note)}")
         out.print(f"{report.summary()} ({report.chunks} chunks written)")
     return 1 if report.failed else 0
 
 
-def _filters(args):
-    from rag.retrieval import Filters
-
-    return Filters.from_strings(args.since or "", args.until or "", args.source or "")
+# -- answers and summaries ---------------------------------------------------------------------
 
 
 def print_sources(citations, lang: str, console: Console = out) -> None:
@@ -72,65 +85,110 @@ def print_sources(citations, lang: str, console: Console = out) -> None:
         console.print(f"    «{escape(c.quote)}»")
 
 
-def print_answer(answer: Answer, console: Console = out, streamed: bool = False) -> None:
-    if not streamed:
-        console.print(escape(answer.text))
+def print_answer(answer, console: Console = out) -> None:
+    if answer.question != answer.standalone_question and answer.standalone_question:
+        console.print(f"[dim]({escape(answer.standalone_question)})[/dim]")
+    console.print(escape(answer.text))
     if answer.notice:
         console.print(f"\n[dim]{escape(answer.notice)}[/dim]")
     print_sources(answer.citations, answer.lang, console)
 
 
-def emit(items, final_type: type, as_json: bool, printer, what: str) -> int:
-    """Stream deltas to a terminal, then print the validated result (or its JSON): one path
-    for answers and summaries. ``what`` completes "use --fallback extractive to ..."."""
+def print_summary(summary, console: Console = out) -> None:
+    console.print(escape(summary.text))
+    if summary.notice:
+        console.print(f"\n[dim]{escape(summary.notice)}[/dim]")
+    by_article = {c.article_id: c for c in summary.citations}
+    if summary.stories and len(summary.stories) > 1:
+        console.print("\n[bold]Storie[/bold]" if summary.lang == "it" else "\n[bold]Stories[/bold]")
+        for i, story in enumerate(summary.stories, 1):
+            cited = [f"[{by_article[a].n}]" for a in story.article_ids if a in by_article]
+            console.print(f"{i}. {escape(story.title)} — {escape(story.date_range or '?')} — "
+                          f"{len(story.article_ids)} art. {escape(' '.join(cited))}")
+    print_sources(summary.citations, summary.lang, console)
+
+
+def emit(make_stream: Callable[[], Any], as_json: bool, printer, what: str) -> int:
+    """One path for answers and summaries: on a terminal the text shows while it streams, as a
+    draft that is then replaced by the validated result (markers checked and renumbered), so one
+    answer is printed; otherwise (pipes, --json) only the result."""
+    from rich.live import Live
+    from rich.text import Text
+
     from rag.llm import LLMError
 
-    streaming = not as_json and out.is_terminal
-    result = None
+    live = not as_json and out.is_terminal
     try:
-        for item in items:
-            if isinstance(item, final_type):
-                result = item
-            elif streaming:
-                out.print(escape(item), end="")
+        stream = make_stream()
+        if live:
+            draft = Text(style="dim")
+            with Live(draft, console=out, transient=True, refresh_per_second=12) as view:
+                for delta in stream:
+                    draft.append(delta)
+                    view.update(draft)
+            result = stream.result
+        else:
+            result = stream.finish()
     except LLMError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        _error(str(exc))
         err.print(f"[dim]use --fallback extractive to {what} without the language model[/dim]")
         return 3
-    assert result is not None
+    except RequestError as exc:
+        _error(str(exc))
+        return 2
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
-    if streaming:
-        out.print("\n")
-        if result.mode == "llm":  # the validated text: invalid markers removed, renumbered
-            out.print(escape(result.text))
-    printer(result, streamed=streaming)
+    printer(result)
     return 0
 
 
 def cmd_ask(args) -> int:
     lib = _library(args)
+    return emit(lambda: lib.stream(args.question, k=args.k, since=args.since or "", until=args.until or "",
+                                   source=args.source or "", as_of=args.as_of or "",
+                                   answerer=args.answerer, fallback=args.fallback),
+                args.json, print_answer, "answer")
+
+
+def _summary(args, **selection) -> int:
+    from rag.summaries import SummaryError
+
+    lib = _library(args)
     try:
-        filters = _filters(args)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return emit(lambda: lib.stream_summary(since=args.since or "", until=args.until or "",
+                                               source=args.source or "", lang=args.lang,
+                                               answerer=args.answerer, fallback=args.fallback, **selection),
+                    args.json, print_summary, "summarise")
+    except SummaryError as exc:
+        _error(str(exc))
         return 2
-    items = lib.stream(args.question, k=args.k, filters=filters, answerer=args.answerer or "auto",
-                       fallback=args.fallback)
-    return emit(items, Answer, args.json, print_answer, "answer")
+
+
+def cmd_summarise(args) -> int:
+    return _summary(args, article_id=args.id, query=args.query, k=args.k)
+
+
+def cmd_digest(args) -> int:
+    return _summary(args, digest=True)
+
+
+# -- the archive -------------------------------------------------------------------------------
 
 
 def cmd_list(args) -> int:
     lib = _library(args)
-    rows = lib.articles()
+    try:
+        rows = lib.articles(since=args.since or "", until=args.until or "", source=args.source or "")
+    except RequestError as exc:
+        _error(str(exc))
+        return 2
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
         return 0
     table = Table("id", "date", "source", "title", "chunks")
     for r in rows:
-        table.add_row(escape(r["id"]), r.get("date", ""), escape(r.get("source", "")),
-                      escape(r.get("title", "")[:70]), str(r.get("chunks", "")))
+        table.add_row(escape(r.id), r.date, escape(r.source), escape(r.title[:70]), str(r.chunks))
     out.print(table)
     out.print(f"{len(rows)} articles")
     return 0
@@ -140,15 +198,15 @@ def cmd_show(args) -> int:
     lib = _library(args)
     art = lib.article(args.id)
     if art is None:
-        err.print(f"[red]error:[/red] no article with id {escape(args.id)}")
+        _error(f"no article with id {args.id}")
         return 1
     if args.json:
-        print(json.dumps(art, ensure_ascii=False))
+        print(json.dumps(art.to_dict(with_text=True), ensure_ascii=False))
         return 0
-    out.print(f"[bold]{escape(art['title'])}[/bold]")
-    out.print(f"[dim]{art['id']} · {art.get('date') or '?'} · {escape(art.get('source') or '?')} · "
-              f"{art.get('lang')} · {escape(art.get('url') or art.get('path', ''))}[/dim]\n")
-    out.print(escape(art["text"]))
+    out.print(f"[bold]{escape(art.title)}[/bold]")
+    out.print(f"[dim]{escape(art.id)} · {art.date or '?'} · {escape(art.source or '?')} · "
+              f"{art.lang} · {escape(art.url or art.path)}[/dim]\n")
+    out.print(escape(art.text))
     return 0
 
 
@@ -159,7 +217,7 @@ def cmd_delete(args) -> int:
         if lib.delete(article_id):
             out.print(f"deleted {escape(article_id)}")
         else:
-            err.print(f"[red]error:[/red] no article with id {escape(article_id)}")
+            _error(f"no article with id {article_id}")
             status = 1
     return status
 
@@ -174,30 +232,121 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    report = _library(args).doctor(repair=args.repair)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for problem in report.problems:
+            out.print(f"problem: {escape(str(problem))}")
+        for action in report.actions:
+            out.print(f"repaired: {escape(action)}")
+        for problem in report.remaining:
+            _error(f"still inconsistent: {problem}")
+        if report.clean:
+            out.print("the store is consistent" if not report.actions else "the store is consistent again")
+    return 0 if report.clean else 1
+
+
+# -- feeds -------------------------------------------------------------------------------------
+
+
+def cmd_feed(args) -> int:
+    from rag.feeds import FeedError
+
+    lib = _library(args)
+    try:
+        if args.feed_command == "add":
+            feed = lib.feeds.add(args.url, name=args.name, source=args.source)
+            out.print(f"following {escape(feed.name)} ({escape(feed.url)}); run `cronaca feed refresh` to fetch it")
+        elif args.feed_command == "remove":
+            feed = lib.feeds.remove(args.feed)
+            out.print(f"stopped following {escape(feed.name)} (its articles stay in the archive)")
+        elif args.feed_command == "list":
+            feeds = lib.feeds.list()
+            if args.json:
+                print(json.dumps([f.to_dict() for f in feeds], ensure_ascii=False))
+                return 0
+            table = Table("name", "url", "source", "last run", "status", "items")
+            for f in feeds:
+                d = f.to_dict()
+                status = d.get("last_status") or "never run"
+                if d.get("last_error"):
+                    status = f"{status}: {d['last_error']}"
+                table.add_row(escape(f.name), escape(f.url), escape(d.get("source") or ""),
+                              escape(d.get("last_run") or ""), escape(status), str(d.get("items", "")))
+            out.print(table)
+        else:
+            report = lib.refresh_feeds(args.names, force=args.force)
+            if args.json:
+                print(json.dumps(report.to_dict(), ensure_ascii=False))
+            else:
+                for line in report.errors:
+                    _error(line)
+                for result in report.feeds:
+                    out.print(escape(result.summary()))
+                out.print(report.summary())
+            return 1 if report.failed else 0
+    except FeedError as exc:
+        _error(str(exc))
+        return 2
+    return 0
+
+
+# -- arguments ---------------------------------------------------------------------------------
+
+
+def _answer_options(s, fallback_default: str) -> None:
+    s.add_argument("--answerer", choices=["auto", "llm", "extractive"], default="auto",
+                   help="auto = the LLM when one is configured, else extractive")
+    s.add_argument("--fallback", choices=["none", "extractive"], default=fallback_default,
+                   help="what to do when the LLM fails")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _period_options(s, since_required: bool = False) -> None:
+    s.add_argument("--since", required=since_required, help="only articles dated on or after (YYYY-MM-DD or YYYY-MM)")
+    s.add_argument("--until", help="only articles dated on or before")
+    s.add_argument("--source", help="only articles from this source")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cronaca", description="Cited answers and summaries over news articles.")
     p.add_argument("--config", help="TOML configuration file (default: $CRONACA_CONFIG or ./cronaca.toml)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("ingest", help="add or update articles from files and folders")
-    s.add_argument("paths", nargs="+")
+    s = sub.add_parser("ingest", help="add or update articles from files, folders and http(s) URLs")
+    s.add_argument("paths", nargs="*")
+    s.add_argument("--sample", action="store_true", help="also ingest the bundled sample articles")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("ask", help="answer a question from the stored articles, with citations")
     s.add_argument("question")
     s.add_argument("--k", type=int, default=None, help="chunks to retrieve (default 5)")
-    s.add_argument("--since", help="only articles dated on or after (YYYY-MM-DD or YYYY-MM)")
-    s.add_argument("--until", help="only articles dated on or before")
-    s.add_argument("--source", help="only articles from this source")
-    s.add_argument("--answerer", choices=["auto", "llm", "extractive"], default="auto",
-                   help="auto = LLM when one is configured, else extractive")
-    s.add_argument("--fallback", choices=["none", "extractive"], default="none",
-                   help="what to do when the LLM fails")
-    s.add_argument("--json", action="store_true")
+    _period_options(s)
+    s.add_argument("--as-of", dest="as_of", help="answer as of this date, from articles up to it")
+    _answer_options(s, "none")
     s.set_defaults(func=cmd_ask)
 
+    s = sub.add_parser("summarise", aliases=["summarize"],
+                       help="summarise an article, a topic (--query) or a period, with citations")
+    s.add_argument("id", nargs="?", help="article id (see `cronaca list`)")
+    s.add_argument("--query", "-q", help="summarise what the articles say about this")
+    s.add_argument("--k", type=int, default=30, help="chunks to retrieve for --query (default 30)")
+    _period_options(s)
+    s.add_argument("--lang", choices=["it", "en"], default="it", help="language of the summary")
+    _answer_options(s, "extractive")
+    s.set_defaults(func=cmd_summarise)
+
+    s = sub.add_parser("digest", help="a digest of the stories of a period, with citations")
+    _period_options(s, since_required=True)
+    s.add_argument("--lang", choices=["it", "en"], default="it", help="language of the summary")
+    _answer_options(s, "extractive")
+    s.set_defaults(func=cmd_digest)
+
     s = sub.add_parser("list", help="list stored articles")
+    _period_options(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_list)
     s = sub.add_parser("show", help="show one article")
@@ -210,24 +359,41 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="what the store holds and how cronaca is configured")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_stats)
+    s = sub.add_parser("feed", help="follow RSS/Atom feeds: add, list, remove, refresh")
+    feed = s.add_subparsers(dest="feed_command", required=True)
+    f = feed.add_parser("add", help="follow a feed")
+    f.add_argument("url")
+    f.add_argument("--name", help="a short name (default: from the URL)")
+    f.add_argument("--source", help="the source label its articles get (default: the site's name)")
+    f = feed.add_parser("list", help="the feeds followed, with their last run")
+    f.add_argument("--json", action="store_true")
+    f = feed.add_parser("remove", help="stop following a feed (its articles stay)")
+    f.add_argument("feed", help="URL or name")
+    f = feed.add_parser("refresh", help="fetch new and changed articles of all feeds, or of the ones named")
+    f.add_argument("names", nargs="*")
+    f.add_argument("--force", action="store_true", help="no conditional GET: fetch every item's page again")
+    f.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_feed)
 
-    try:
-        from rag import summaries_cli
-    except ImportError:
-        pass
-    else:
-        summaries_cli.register(sub)
+    s = sub.add_parser("doctor", help="check that Chroma, the article records and BM25 agree")
+    s.add_argument("--repair", action="store_true", help="fix what is found and say what was done")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_doctor)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rag.index import IndexBusy
     from rag.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except StoreError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+    except RequestError as exc:
+        _error(str(exc))
+        return 2
+    except (StoreError, IndexBusy) as exc:
+        _error(str(exc))
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")

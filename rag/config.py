@@ -8,14 +8,13 @@ variable and its default are listed in the README.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
+from rag.resources import prompts_dir, sample_dir
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,12 @@ class Config:
     model_context_tokens: int = field(default=8192, metadata={"env": "CRONACA_MODEL_CONTEXT"})
     answer_tokens: int = field(default=600, metadata={"env": "CRONACA_ANSWER_TOKENS"})
     max_file_mb: float = field(default=10.0, metadata={"env": "CRONACA_MAX_FILE_MB"})
-    prompts_dir: Path = field(default=PROJECT_ROOT / "prompts", metadata={"env": "CRONACA_PROMPTS"})
-    sample_dir: Path = field(default=PROJECT_ROOT / "data" / "sample", metadata={"env": "CRONACA_SAMPLE"})
+    fetch_timeout: float = field(default=20.0, metadata={"env": "CRONACA_FETCH_TIMEOUT"})
+    max_page_mb: float = field(default=5.0, metadata={"env": "CRONACA_MAX_PAGE_MB"})
+    fetch_delay: float = field(default=1.0, metadata={"env": "CRONACA_FETCH_DELAY"})
+    user_agent: str = field(default="", metadata={"env": "CRONACA_USER_AGENT"})
+    prompts_dir: Path = field(default_factory=prompts_dir, metadata={"env": "CRONACA_PROMPTS"})
+    sample_dir: Path = field(default_factory=sample_dir, metadata={"env": "CRONACA_SAMPLE"})
 
     @property
     def llm_configured(self) -> bool:
@@ -85,7 +88,8 @@ class Config:
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
-    default = next(f.default for f in fields(cls) if f.name == name)
+    spec = next(f for f in fields(cls) if f.name == name)
+    default = spec.default_factory() if spec.default is MISSING else spec.default  # type: ignore[misc]
     try:
         if isinstance(default, bool):
             return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}

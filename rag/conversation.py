@@ -117,12 +117,11 @@ def standalone_question(history: list[tuple[str, str]], message: str, llm=None) 
         return message
     if llm is None:
         return rule_rewrite(history, message)
-    from pathlib import Path
-
     from rag.llm import LLMError
+    from rag.prompts import render
 
     try:
-        system = (Path(llm.config.prompts_dir) / "rewrite_system.txt").read_text(encoding="utf-8").strip()
+        system = render(llm.config.prompts_dir, "rewrite_system")
         messages = [
             {"role": "system", "content": system},
             {"role": "user", "content": f"{_transcript(history)}\n\nUltimo messaggio: {message}"},

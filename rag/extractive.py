@@ -14,9 +14,8 @@ import re
 from dataclasses import dataclass
 
 from rag.embeddings import Embedder
-from rag.lexical import tokenize
 from rag.models import Hit
-from rag.text import fold, sentence_spans
+from rag.text import fold, sentence_spans, tokenize
 
 _WHO = re.compile(r"\b(chi|quali?|quale|which|who|whom|what club|che squadra|che club|quale club)\b", re.I)
 _PLURAL = re.compile(r"\b(quali|chi sono|which \w+s|what \w+s|who are)\b", re.I)

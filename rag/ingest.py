@@ -1,8 +1,7 @@
-"""Files → articles → chunks → vectors → Chroma + BM25, with counts and per-item errors.
+"""Files → articles → a plan (new, changed, unchanged, duplicate) → chunks and vectors.
 
-Order of writes is what keeps the store safe: new chunks first (new ids, derived from the
-content hash), then the article record, then the old chunks are removed. Killed at any point,
-the old version stays searchable and a rerun finishes the job without duplicates.
+Ingest only decides what to write and prepares it; ``rag.index.Index`` writes it, in an order
+that keeps the store safe (see its docstring). Per-item errors never stop a batch.
 """
 
 from __future__ import annotations
@@ -11,14 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from filelock import FileLock, Timeout
-
 from rag.chunking import chunk_article
-from rag.embeddings import embed_batched, passage_text
+from rag.config import Config
+from rag.embeddings import Embedder, embed_batched, passage_text
+from rag.index import Index, IndexBusy, Prepared
 from rag.models import Article, Chunk
 from rag.parsing import IngestError, iter_files, parse_file, text_hash
-from rag.store import chunk_metadata
 
 Progress = Callable[[str, int, int], None]
 
@@ -73,50 +70,47 @@ def collect(paths: Iterable[str | Path], max_bytes: int, report: IngestReport) -
     return articles
 
 
-def ingest(lib, paths: Iterable[str | Path], progress: Progress | None = None,
-           lock_timeout: float = 600) -> IngestReport:
+def ingest_paths(paths: Iterable[str | Path], *, config: Config, embedder: Embedder, index: Index,
+                 progress: Progress | None = None, lock_timeout: float = 600) -> IngestReport:
     report = IngestReport()
-    articles = collect(paths, lib.config.max_file_bytes, report)
-    lock = FileLock(str(lib.home / "ingest.lock"))
-    try:
-        lock.acquire(timeout=lock_timeout)
-    except Timeout:
-        report.errors.append(IngestError(str(lib.home), "another ingest is still running"))
-        report.failed += len(articles)
-        return report
-    try:
-        _ingest_locked(lib, articles, report, progress)
-    finally:
-        lock.release()
-    return report
+    articles = collect(paths, config.max_file_bytes, report)
+    return _ingest(articles, report, config, embedder, index, progress, lock_timeout)
 
 
-def ingest_articles(lib, articles: list[Article], errors: list[IngestError] | None = None,
-                    progress: Progress | None = None, lock_timeout: float = 600) -> IngestReport:
+def ingest_articles(articles: list[Article], *, config: Config, embedder: Embedder, index: Index,
+                    errors: Iterable[IngestError] = (), progress: Progress | None = None,
+                    lock_timeout: float = 600, force: Iterable[str] = ()) -> IngestReport:
+    """``force``: ids to rewrite even if unchanged (repairing an article whose chunks are gone)."""
     report = IngestReport()
-    for error in errors or []:
+    for error in errors:
         report.errors.append(error)
         report.failed += 1
-    lock = FileLock(str(lib.home / "ingest.lock"))
+    return _ingest(articles, report, config, embedder, index, progress, lock_timeout, set(force))
+
+
+def _ingest(articles: list[Article], report: IngestReport, config: Config, embedder: Embedder,
+            index: Index, progress: Progress | None, lock_timeout: float, force: set[str] | None = None,
+            ) -> IngestReport:
     try:
-        lock.acquire(timeout=lock_timeout)
-    except Timeout:
-        report.errors.append(IngestError(str(lib.home), "another ingest is still running"))
+        with index.writing(timeout=lock_timeout) as writer:
+            work = _plan(index, config, articles, report, force or set())
+            _write(work, writer, embedder, config, report, progress)
+    except IndexBusy as exc:
+        report.errors.append(IngestError(str(index.home), "another ingest is still running"))
         report.failed += len(articles)
-        return report
-    try:
-        _ingest_locked(lib, articles, report, progress)
-    finally:
-        lock.release()
+        report.notes.append(str(exc))
+    if progress:
+        progress("index", 1, 1)
     return report
 
 
-def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
+def _plan(index: Index, config: Config, articles: list[Article], report: IngestReport,
+          force: set[str]) -> list[_Work]:
     work: list[_Work] = []
     seen_ids: set[str] = set()
     seen_text: dict[str, str] = {}
     hashes = [text_hash(a) for a in articles]
-    by_id, by_hash, by_path = lib.store.existing(articles, hashes)
+    by_id, by_hash, by_path = index.existing(articles, hashes)
     for art, th in zip(articles, hashes):
         if art.id in seen_ids:
             report.skipped += 1
@@ -129,7 +123,7 @@ def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
         seen_ids.add(art.id)
         seen_text[th] = art.id
         existing = by_id.get(art.id)
-        if existing and existing.get("content_hash") == art.content_hash:
+        if existing and existing.get("content_hash") == art.content_hash and art.id not in force:
             report.unchanged += 1
             report.article_ids.append(art.id)
             continue
@@ -138,7 +132,7 @@ def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
             report.skipped += 1
             report.notes.append(f"{art.path}: skipped, same text already stored as {other}")
             continue
-        chunks = chunk_article(art, lib.config.chunk_tokens, lib.config.chunk_overlap)
+        chunks = chunk_article(art, config.chunk_tokens, config.chunk_overlap)
         if not chunks:
             report.failed += 1
             report.errors.append(IngestError(art.path, "no text to index after cleaning"))
@@ -151,73 +145,38 @@ def _plan(lib, articles: list[Article], report: IngestReport) -> list[_Work]:
     return work
 
 
-def _ingest_locked(lib, articles: list[Article], report: IngestReport,
-                   progress: Progress | None) -> None:
-    work = _plan(lib, articles, report)
-    if not work:
-        return
+def _write(work: list[_Work], writer, embedder: Embedder, config: Config, report: IngestReport,
+           progress: Progress | None) -> None:
+    """Embed and hand over in groups: memory stays flat and a killed ingest keeps what it wrote."""
     total = sum(len(w.chunks) for w in work)
-    texts = [passage_text(w.article.title, c.text) for w in work for c in w.chunks]
-    lib.mark_dirty()
-    done = 0
-    lexical_add, lexical_remove = [], []
-    group: list[_Work] = []
-    group_chunks = 0
-    batch = max(1, lib.config.embed_batch) * 8
-
-    def flush(group: list[_Work], start: int) -> int:
-        n = sum(len(w.chunks) for w in group)
+    if progress and total:
+        progress("embed", 0, total)
+    group_size = max(1, config.embed_batch) * 8
+    start, i = 0, 0
+    while i < len(work):
+        group, n = [], 0
+        while i < len(work) and (not group or n < group_size):
+            group.append(work[i])
+            n += len(work[i].chunks)
+            i += 1
+        texts = [passage_text(w.article.title, c.text) for w in group for c in w.chunks]
         vectors = embed_batched(
-            lib.embedder, texts[start : start + n], lib.config.embed_batch,
-            (lambda d, _t: progress("embed", start + d, total)) if progress else None,
+            embedder, texts, config.embed_batch,
+            (lambda d, _t, s=start: progress("embed", s + d, total)) if progress else None,
         )
-        # one write per collection per group: Chroma commits each call, so calls are what cost
-        ids, docs, metas, vecs_all = [], [], [], []
-        mean_vectors = []
-        offset = 0
+        prepared, offset = [], 0
         for w in group:
-            vecs = vectors[offset : offset + len(w.chunks)]
+            prepared.append(Prepared(w.article, w.text_hash, w.chunks, vectors[offset : offset + len(w.chunks)],
+                                     is_update=w.is_update, replaces=w.replaces))
             offset += len(w.chunks)
-            base = chunk_metadata(w.article)
-            ids += [c.id for c in w.chunks]
-            docs += [c.text for c in w.chunks]
-            metas += [{**base, "chunk_index": c.index, "start": c.start, "end": c.end,
-                       "tokens": c.tokens} for c in w.chunks]
-            vecs_all.append(vecs)
-            mean = vecs.mean(axis=0)
-            mean_vectors.append(mean / (np.linalg.norm(mean) or 1.0))
-        lib.store.upsert_chunks(ids, np.vstack(vecs_all), docs, metas)
-        lib.store.put_articles([w.article for w in group], np.vstack(mean_vectors),
-                               [w.text_hash for w in group], [len(w.chunks) for w in group])
+        writer.put(prepared)
         for w in group:
             if w.is_update:
-                lexical_remove.extend(lib.store.delete_stale_chunks(w.article.id, w.article.content_hash))
-                if w.replaces:
-                    lexical_remove.extend(lib.store.delete_article(w.replaces))
                 report.updated += 1
             else:
                 report.added += 1
             report.article_ids.append(w.article.id)
             report.chunks += len(w.chunks)
-            meta = {"article_id": w.article.id, "title": w.article.title,
-                    "date_int": w.article.date_int, "source": w.article.source}
-            lexical_add.extend((c.id, c.text, w.article.lang, meta) for c in w.chunks)
-        return start + n
-
-    start = 0
-    for w in work:
-        group.append(w)
-        group_chunks += len(w.chunks)
-        if group_chunks >= batch:
-            start = flush(group, start)
-            done += group_chunks
-            group, group_chunks = [], 0
-    if group:
-        flush(group, start)
+        start += n
     if progress:
         progress("index", 0, 1)
-    lib.lexical.update(add=lexical_add, remove=lexical_remove)
-    lib.lexical.save(stamp=str(lib.store.count_chunks()))
-    lib.clear_dirty()
-    if progress:
-        progress("index", 1, 1)

@@ -9,40 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import bm25s
 import numpy as np
-import Stemmer
-from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_ITALIAN
 from bm25s.tokenization import Tokenized
 
-from rag.text import fold
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-_QUESTION_WORDS = (
-    "quale", "quali", "chi", "cosa", "come", "quando", "dove", "perche", "quanto", "quanti", "quante",
-    "quanta", "which", "who", "whom", "what", "when", "where", "why", "how", "many", "much",
-)
-STOPWORDS = frozenset(fold(w) for w in (*STOPWORDS_ITALIAN, *STOPWORDS_EN, *_QUESTION_WORDS))
-_STEMMER_NAMES = {"it": "italian", "en": "english", "es": "spanish", "fr": "french",
-                  "de": "german", "pt": "portuguese"}
-
-
-@lru_cache(maxsize=8)
-def _stemmer(lang: str) -> Stemmer.Stemmer:
-    return Stemmer.Stemmer(_STEMMER_NAMES.get(lang, "italian"))
-
-
-def tokenize(text: str, lang: str = "it") -> list[str]:
-    """Fold accents and case, drop stopwords and one-letter elisions (l', d'), stem by language."""
-    words = [w for w in _WORD.findall(fold(text)) if len(w) > 1 and w not in STOPWORDS]
-    return _stemmer(lang).stemWords(words)
+from rag.text import tokenize
 
 
 class LexicalIndex:
@@ -58,7 +34,7 @@ class LexicalIndex:
         self.date_int = np.zeros(0, dtype=np.int64)
         self.docs: list[np.ndarray] = []  # vocabulary ids per chunk
         self.vocab: dict[str, int] = {}
-        self.stamp = ""  # what the store looked like when we last synced (see retrieval)
+        self.stamp = ""  # the store generation this index reflects (see rag.index)
         self.model: bm25s.BM25 | None = None
         self._load()
 
@@ -84,18 +60,20 @@ class LexicalIndex:
 
     def save(self, stamp: str = "") -> None:
         """Write to a temporary folder and swap it in, so a crash never leaves half an index."""
-        self.stamp = stamp or self.stamp
-        tmp = self.dir.with_name(self.dir.name + f".tmp{os.getpid()}")
+        with self.write_lock, self.lock:  # one consistent snapshot, never mid-update
+            self.stamp = stamp or self.stamp
+            ids, article_ids, sources, docs = self.ids, self.article_ids, self.sources, self.docs
+            date_int, vocab, stamp = self.date_int, dict(self.vocab), self.stamp
+        tmp = self.dir.with_name(self.dir.name + f".tmp{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        lengths = np.array([len(d) for d in self.docs], dtype=np.int64)
+        lengths = np.array([len(d) for d in docs], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        tokens = np.concatenate(self.docs).astype(np.int32) if self.docs else np.zeros(0, np.int32)
+        tokens = np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, np.int32)
         np.save(tmp / "tokens.npy", tokens)
         np.save(tmp / "offsets.npy", offsets)
-        np.save(tmp / "date_int.npy", np.asarray(self.date_int, dtype=np.int64))
-        meta = {"ids": self.ids, "article_ids": self.article_ids, "sources": self.sources,
-                "vocab": self.vocab, "stamp": self.stamp}
+        np.save(tmp / "date_int.npy", np.asarray(date_int, dtype=np.int64))
+        meta = {"ids": ids, "article_ids": article_ids, "sources": sources, "vocab": vocab, "stamp": stamp}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         old = self.dir.with_name(self.dir.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -133,27 +111,43 @@ class LexicalIndex:
                 sources.append(meta.get("source", ""))
                 dates.append(int(meta.get("date_int") or 0))
                 docs.append(self._token_ids(tokenize(f"{meta.get('title', '')}\n{text}", lang)))
-            model = self._build(docs)
+            model = self._build(docs, self.vocab)
             with self.lock:
                 self.ids, self.article_ids, self.sources, self.docs = ids, article_ids, sources, docs
                 self.date_int = np.array(dates, dtype=np.int64)
                 self.model = model
 
     def clear(self) -> None:
-        with self.write_lock, self.lock:
-            self.ids, self.article_ids, self.sources, self.docs = [], [], [], []
-            self.date_int = np.zeros(0, dtype=np.int64)
-            self.vocab = {}
-            self.model = None
+        self.rebuild([], stamp="")
+
+    def rebuild(self, rows: Sequence[tuple[str, str, str, dict]], stamp: str) -> None:
+        """Replace everything (a fresh vocabulary too) in one swap: searches meanwhile see the
+        old index, never an empty one."""
+        with self.write_lock:
+            vocab: dict[str, int] = {}
+            ids, article_ids, sources, dates, docs = [], [], [], [], []
+            for cid, text, lang, meta in rows:
+                ids.append(cid)
+                article_ids.append(meta.get("article_id", ""))
+                sources.append(meta.get("source", ""))
+                dates.append(int(meta.get("date_int") or 0))
+                toks = tokenize(f"{meta.get('title', '')}\n{text}", lang)
+                docs.append(np.array([vocab.setdefault(t, len(vocab)) for t in toks], dtype=np.int32))
+            model = self._build(docs, vocab)
+            with self.lock:
+                self.ids, self.article_ids, self.sources, self.docs = ids, article_ids, sources, docs
+                self.date_int = np.array(dates, dtype=np.int64)
+                self.vocab, self.model, self.stamp = vocab, model, stamp
 
     def _reindex(self) -> None:
-        self.model = self._build(self.docs)
+        self.model = self._build(self.docs, self.vocab)
 
-    def _build(self, docs: list[np.ndarray]) -> bm25s.BM25 | None:
+    @staticmethod
+    def _build(docs: list[np.ndarray], vocabulary: dict[str, int]) -> bm25s.BM25 | None:
         if not docs:
             return None
         model = bm25s.BM25()
-        vocab = dict(self.vocab)
+        vocab = dict(vocabulary)
         vocab.setdefault("", len(vocab))
         model.index(Tokenized(ids=[d.tolist() for d in docs], vocab=vocab), show_progress=False)
         return model

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from rag.dates import date_to_int
 
 
 @dataclass
@@ -37,11 +39,56 @@ class Article:
         }
 
 
-def date_to_int(date: str) -> int:
-    if not date:
-        return 0
-    parts = (date.split("-") + ["01", "01"])[:3]
-    return int(parts[0]) * 10000 + int(parts[1]) * 100 + int(parts[2])
+@dataclass
+class StoredArticle:
+    """An article as the store holds it: what lists, summaries, stories and the API read.
+
+    ``text`` is filled only when asked for (listing 10,000 articles must not load their text)."""
+
+    id: str
+    title: str = ""
+    date: str = ""
+    source: str = ""
+    url: str = ""
+    lang: str = ""
+    path: str = ""
+    content_hash: str = ""
+    text_hash: str = ""
+    chunks: int = 0
+    text: str = ""
+
+    @property
+    def date_int(self) -> int:
+        return date_to_int(self.date)
+
+    @classmethod
+    def from_record(cls, article_id: str, meta: dict[str, Any] | None, text: str = "") -> StoredArticle:
+        meta = meta or {}
+        known = {f.name for f in fields(cls)} - {"id", "text", "chunks"}
+        values = {k: str(meta.get(k) or "") for k in known}
+        return cls(id=article_id, text=text or "", chunks=int(meta.get("chunks") or 0), **values)
+
+    def to_article(self) -> Article:
+        return Article(id=self.id, title=self.title, text=self.text, date=self.date, source=self.source,
+                       url=self.url, lang=self.lang, path=self.path, content_hash=self.content_hash)
+
+    def to_dict(self, with_text: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not with_text:
+            d.pop("text")
+        return d
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a question or summary may draw on; dates as YYYYMMDD, inclusive, 0 = open."""
+
+    since: int = 0
+    until: int = 0
+    source: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.since or self.until or self.source)
 
 
 @dataclass
@@ -112,6 +159,7 @@ class Answer:
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
+            "standalone_question": self.standalone_question or self.question,
             "answer": self.text,
             "mode": self.mode,
             "model": self.model,

@@ -6,7 +6,6 @@ first broken one, and the user needs the file, the line and the reason to fix it
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
@@ -17,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from rag.dates import DateError
+from rag.dates import parse_date as _parse_date
 from rag.models import Article
 from rag.text import clean, detect_lang, fold, sentence_spans
 
@@ -64,18 +65,23 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, IngestError 
             yield path, IngestError(str(path), "no such file or folder")
 
 
+def check_file(name: str, size: int, max_bytes: int) -> None:
+    """The checks that need only a name and a size: the page runs them on uploads before copying."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ItemError(f"unsupported file type '{suffix or Path(name).name}' (use {', '.join(SUFFIXES)})")
+    if size == 0:
+        raise ItemError("empty file")
+    if size > max_bytes:
+        raise ItemError(f"file too large ({size / 2**20:.1f} MB, limit {max_bytes / 2**20:g} MB)")
+
+
 def parse_file(path: Path, max_bytes: int = 10 * 1024 * 1024) -> Parsed:
     out = Parsed()
     name = str(path)
     suffix = path.suffix.lower()
     try:
-        if suffix not in SUFFIXES:
-            raise ItemError(f"unsupported file type '{suffix or path.name}' (use {', '.join(SUFFIXES)})")
-        size = path.stat().st_size
-        if size == 0:
-            raise ItemError("empty file")
-        if size > max_bytes:
-            raise ItemError(f"file too large ({size / 1e6:.1f} MB, limit {max_bytes / 1e6:.1f} MB)")
+        check_file(path.name, path.stat().st_size, max_bytes)
         raw = path.read_bytes()
         text = decode(raw)
     except ItemError as exc:
@@ -246,37 +252,12 @@ def _str(value: Any, name: str) -> str:
     raise ItemError(f"field '{name}' must be text, got {type(value).__name__}")
 
 
-_DATE_PATTERNS = (
-    (re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$"), (1, 2, 3)),
-    (re.compile(r"^(\d{4})-(\d{1,2})$"), (1, 2, None)),
-    (re.compile(r"^(\d{4})$"), (1, None, None)),
-    (re.compile(r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})$"), (3, 2, 1)),
-    (re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"), (1, 2, 3)),
-)
-
-
 def parse_date(value: Any) -> str:
-    """ISO date at the precision given: '2024', '2024-11' or '2024-11-05'."""
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.strftime("%Y-%m-%d")
-    text = str(value).strip()
-    for pattern, (yi, mi, di) in _DATE_PATTERNS:
-        m = pattern.match(text)
-        if not m:
-            continue
-        year = int(m.group(yi))
-        month = int(m.group(mi)) if mi else 1
-        day = int(m.group(di)) if di else 1
-        try:
-            dt.date(year, month, day)
-        except ValueError:
-            break
-        if not 1800 <= year <= 2200:
-            break
-        if di:
-            return f"{year:04d}-{month:02d}-{day:02d}"
-        return f"{year:04d}-{month:02d}" if mi else f"{year:04d}"
-    raise ItemError(f"unparseable date '{text[:40]}' (use YYYY-MM-DD or YYYY-MM)")
+    """The shared date parser, its error turned into this file's item error."""
+    try:
+        return _parse_date(value)
+    except DateError as exc:
+        raise ItemError(str(exc)) from None
 
 
 def make_article(

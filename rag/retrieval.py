@@ -1,5 +1,8 @@
 """Hybrid retrieval: Chroma dense top-n and BM25 top-n, fused by reciprocal rank fusion.
 
+The retriever only reads: ``rag.index.Index`` owns both indexes and keeps them in step, and
+tells the retriever nothing it has not committed.
+
 RRF needs no score calibration between a cosine and a BM25 score, which is why it is the
 standard way to fuse them. Afterwards, chunks that repeat each other (overlapping windows of
 one article, or a re-report of the same story) are collapsed so the context is not five copies
@@ -13,35 +16,11 @@ from dataclasses import dataclass, field
 
 from rag.config import Config
 from rag.embeddings import Embedder
-from rag.lexical import LexicalIndex
-from rag.models import Hit
-from rag.store import Store, where_clause
+from rag.index import Index
+from rag.models import Filters, Hit
 from rag.text import detect_lang, fold
 
 MODES = ("hybrid", "dense", "bm25")
-
-
-@dataclass
-class Filters:
-    since: int = 0  # YYYYMMDD, inclusive
-    until: int = 0
-    source: str = ""
-
-    @classmethod
-    def from_strings(cls, since: str = "", until: str = "", source: str = "") -> Filters:
-        from rag.models import date_to_int
-        from rag.parsing import parse_date
-
-        until_int = 0
-        if until:
-            iso = parse_date(until)
-            until_int = date_to_int(iso)
-            if len(iso) == 7:  # a month means its last day
-                until_int += 30
-            elif len(iso) == 4:
-                until_int += 1130
-        return cls(since=date_to_int(parse_date(since)) if since else 0, until=until_int,
-                   source=source or "")
 
 
 @dataclass
@@ -97,34 +76,13 @@ def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) 
 
 
 class Retriever:
-    def __init__(self, store: Store, lexical: LexicalIndex, embedder: Embedder, config: Config,
-                 reopen=None):
-        self.store, self.lexical, self.embedder, self.config = store, lexical, embedder, config
-        self.reopen = reopen  # gives a fresh Store when another process changed the data
-        self._checked = 0.0
+    def __init__(self, index: Index, embedder: Embedder, config: Config) -> None:
+        self.index, self.embedder, self.config = index, embedder, config
 
-    def sync(self, force: bool = False) -> bool:
-        """Rebuild BM25 from the store when they disagree: after a crash mid-ingest, or when
-        another machine wrote to a shared Chroma server. Cheap (a count) when they agree."""
-        stamp = str(self.store.count_chunks())
-        if not force and stamp == self.lexical.stamp and len(self.lexical) == int(stamp):
-            return False
-        if self.reopen is not None and stamp != self.lexical.stamp:
-            self.store = self.reopen()  # embedded Chroma caches its index per process
-            stamp = str(self.store.count_chunks())
-        self.lexical.clear()
-        rows = []
-        for ids, docs, metas in self.store.iter_chunks():
-            rows.extend((i, d, m.get("lang") or "it", m) for i, d, m in zip(ids, docs, metas))
-        self.lexical.update(add=rows)
-        self.lexical.save(stamp=stamp)
-        return True
-
-    def _maybe_sync(self) -> None:
-        now = time.monotonic()
-        if now - self._checked > 30:
-            self._checked = now
-            self.sync()
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """Every stemmed word the stored articles use: a name outside it is unknown here."""
+        return self.index.vocabulary
 
     def search(
         self,
@@ -141,7 +99,7 @@ class Retriever:
         n = max(self.config.candidates, k * 4)
         timings: dict[str, float] = {}
         lang = detect_lang(question)
-        self._maybe_sync()
+        self.index.refresh()
         rankings: dict[str, list[str]] = {}
         found: dict[str, tuple[str, dict]] = {}
         if mode in ("hybrid", "dense"):
@@ -149,30 +107,25 @@ class Retriever:
             vector = self.embedder.embed_query(question)
             timings["embed_query"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            dense = self.store.dense_search(
-                vector, n, where_clause(filters.since, filters.until, filters.source)
-            )
+            dense = self.index.dense(vector, n, filters)
             timings["dense"] = (time.perf_counter() - t) * 1000
             rankings["dense"] = [cid for cid, *_ in dense]
             found.update({cid: (doc, meta) for cid, _, doc, meta in dense})
         if mode in ("hybrid", "bm25"):
             t = time.perf_counter()
-            lexical = self.lexical.search(
-                question, lang, n, filters.since, filters.until, filters.source
-            )
+            lexical = self.index.bm25(question, lang, n, filters)
             timings["bm25"] = (time.perf_counter() - t) * 1000
             rankings["bm25"] = [cid for cid, _ in lexical]
         t = time.perf_counter()
         fused = rrf(rankings, self.config.rrf_k)
-        lexical_articles = self.lexical.article_map()
-        article_of = {cid: lexical_articles.get(cid) or found.get(cid, ("", {}))[1].get("article_id", cid)
+        article_of = {cid: self.index.article_of(cid) or found.get(cid, ("", {}))[1].get("article_id", cid)
                       for cid in fused}
         by_article = article_rrf(rankings, article_of, self.config.rrf_k)
         # articles in fused order, each article's chunks in fused order; texts are fetched only
         # for the head of that list: enough to collapse duplicates
         order = sorted(fused, key=lambda c: (-by_article[article_of[c]], -fused[c]))[: k * 2 + 5]
         missing = [c for c in order if c not in found]
-        found.update(self.store.get_chunks(missing))
+        found.update(self.index.chunks(missing))
         ranks = {name: {cid: r for r, cid in enumerate(ids, 1)} for name, ids in rankings.items()}
         hits = []
         for cid in order:

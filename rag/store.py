@@ -2,8 +2,10 @@
 
 Two collections: ``<name>_chunks`` (one record a chunk, for dense search) and ``<name>_articles``
 (one record an article: full text, metadata, and the mean of its chunk vectors, which story
-grouping reuses). An article record is written last, so it marks the article as done: chunks
-without one are leftovers of an interrupted ingest and are replaced when it is rerun.
+grouping reuses). The chunks collection's metadata also carries the store's *generation*, a
+token every write changes, so every process and machine can tell that the data moved.
+Keeping the collections and BM25 in step is ``rag.index``'s job; this module only reads and
+writes what it is told.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
 from rag.config import Config
 from rag.embeddings import Embedder
-from rag.models import Article
+from rag.models import Article, Filters, StoredArticle
 
 
 class StoreError(RuntimeError):
@@ -90,17 +92,32 @@ def chunk_metadata(article: Article) -> dict[str, Any]:
     return article.meta()
 
 
-def where_clause(since: int = 0, until: int = 0, source: str = "") -> dict[str, Any] | None:
+def where_clause(filters: Filters | None) -> dict[str, Any] | None:
     parts: list[dict[str, Any]] = []
-    if since:
-        parts.append({"date_int": {"$gte": since}})
-    if until:
-        parts.append({"date_int": {"$lte": until}})
-    if source:
-        parts.append({"source": source})
+    if filters and filters.since:
+        parts.append({"date_int": {"$gte": filters.since}})
+    if filters and filters.until:
+        parts.append({"date_int": {"$lte": filters.until}})
+    if filters and filters.source:
+        parts.append({"source": filters.source})
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def forget_embedded_client(config: Config) -> None:
+    """Drop chromadb's per-process cache of the embedded database, so the next client reads the
+    files afresh: an embedded client keeps its vector index in memory and never sees what
+    another process wrote. Collections already handed out keep working for reads in flight."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    path = str(config.home / "chroma")
+    systems = getattr(SharedSystemClient, "_identifier_to_system", None)
+    if isinstance(systems, dict) and path in systems:
+        systems.pop(path, None)
+        getattr(SharedSystemClient, "_identifier_to_refcount", {}).pop(path, None)
+    else:
+        SharedSystemClient.clear_system_cache()
 
 
 class Store:
@@ -109,6 +126,7 @@ class Store:
         self.embedder = embedder
         self.client = client or make_client(config)
         ef = _ChromaEmbedding(embedder)
+        self._ef = ef
         meta = {"embed_model": embedder.name}
         try:
             self.chunks = self.client.get_or_create_collection(
@@ -142,6 +160,18 @@ class Store:
             return f"the Chroma server at {self.config.chroma_host}:{self.config.chroma_port}"
         return f"the Chroma store in {self.config.home / 'chroma'}"
 
+    # -- generation ---------------------------------------------------------------------------
+
+    @_guarded
+    def generation(self) -> str:
+        """Read fresh from the database, not from this client's copy of the collection."""
+        col = self.client.get_collection(f"{self.config.collection}_chunks", embedding_function=self._ef)
+        return str((col.metadata or {}).get("generation", ""))
+
+    @_guarded
+    def set_generation(self, token: str) -> None:
+        self.chunks.modify(metadata={"embed_model": self.embedder.name, "generation": token})
+
     # -- writes -------------------------------------------------------------------------------
 
     @_guarded
@@ -171,37 +201,37 @@ class Store:
             )
 
     @_guarded
-    def delete_stale_chunks(self, article_id: str, keep_hash: str) -> list[str]:
+    def stale_chunk_ids(self, article_id: str, keep_hash: str) -> list[str]:
         got = self.chunks.get(
             where={"$and": [{"article_id": article_id}, {"content_hash": {"$ne": keep_hash}}]},
             include=[],
         )
-        if got["ids"]:
-            self.chunks.delete(ids=got["ids"])
-        return got["ids"]
+        return list(got["ids"])
 
     @_guarded
-    def delete_article(self, article_id: str) -> list[str]:
-        """Article record first: from then on the article is gone, even if a crash follows."""
-        got = self.chunks.get(where={"article_id": article_id}, include=[])
-        self.articles.delete(ids=[article_id])
-        for i in range(0, len(got["ids"]), self.max_batch):
-            self.chunks.delete(ids=got["ids"][i : i + self.max_batch])
-        return got["ids"]
+    def chunk_ids_of(self, article_id: str) -> list[str]:
+        return list(self.chunks.get(where={"article_id": article_id}, include=[])["ids"])
+
+    @_guarded
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            self.chunks.delete(ids=list(ids[i : i + self.max_batch]))
+
+    @_guarded
+    def delete_records(self, article_ids: Sequence[str]) -> None:
+        for i in range(0, len(article_ids), self.max_batch):
+            self.articles.delete(ids=list(article_ids[i : i + self.max_batch]))
 
     # -- reads --------------------------------------------------------------------------------
 
     @_guarded
-    def get_article(self, article_id: str, with_text: bool = False) -> dict[str, Any] | None:
+    def get_article(self, article_id: str, with_text: bool = False) -> StoredArticle | None:
         include = ["metadatas", "documents"] if with_text else ["metadatas"]
         got = self.articles.get(ids=[article_id], include=include)
         if not got["ids"]:
             return None
-        record = dict(got["metadatas"][0])
-        record["id"] = got["ids"][0]
-        if with_text:
-            record["text"] = got["documents"][0]
-        return record
+        text = got["documents"][0] if with_text else ""
+        return StoredArticle.from_record(got["ids"][0], got["metadatas"][0], text)
 
     @_guarded
     def existing(self, articles: Sequence[Article], text_hashes: Sequence[str]
@@ -231,16 +261,19 @@ class Store:
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
     @_guarded
-    def list_articles(self, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def list_articles(self, filters: Filters | None = None, with_text: bool = False) -> list[StoredArticle]:
+        """Newest first."""
+        out: list[StoredArticle] = []
         offset = 0
+        include = ["metadatas", "documents"] if with_text else ["metadatas"]
         while True:
-            got = self.articles.get(where=where, include=["metadatas"], limit=1000, offset=offset)
-            out.extend({**m, "id": i} for i, m in zip(got["ids"], got["metadatas"]))
+            got = self.articles.get(where=where_clause(filters), include=include, limit=1000, offset=offset)
+            docs = got["documents"] if with_text else [""] * len(got["ids"])
+            out.extend(StoredArticle.from_record(i, m, d) for i, m, d in zip(got["ids"], got["metadatas"], docs))
             if len(got["ids"]) < 1000:
                 break
             offset += 1000
-        out.sort(key=lambda r: (-(r.get("date_int") or 0), r.get("title", "")))
+        out.sort(key=lambda r: (-r.date_int, r.title))
         return out
 
     @_guarded
@@ -252,13 +285,16 @@ class Store:
         return self.articles.count()
 
     @_guarded
-    def iter_chunks(self, batch: int = 2000) -> Iterator[tuple[list[str], list[str], list[dict]]]:
+    def iter_chunks(self, batch: int = 2000, with_text: bool = True
+                    ) -> Iterator[tuple[list[str], list[str], list[dict]]]:
         offset = 0
+        include = ["documents", "metadatas"] if with_text else ["metadatas"]
         while True:
-            got = self.chunks.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            got = self.chunks.get(include=include, limit=batch, offset=offset)
             if not got["ids"]:
                 return
-            yield got["ids"], got["documents"], got["metadatas"]
+            docs = got["documents"] if with_text else [""] * len(got["ids"])
+            yield got["ids"], docs, got["metadatas"]
             offset += len(got["ids"])
 
     @_guarded
@@ -270,12 +306,12 @@ class Store:
 
     @_guarded
     def dense_search(
-        self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
+        self, vector: np.ndarray, n: int, filters: Filters | None = None
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         res = self.chunks.query(  # n beyond the collection's size just returns fewer
             query_embeddings=np.asarray([vector], dtype=np.float32),
             n_results=n,
-            where=where,
+            where=where_clause(filters),
             include=["documents", "metadatas", "distances"],
         )
         return [

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.lexical import tokenize
-from rag.text import fold
+from rag.models import StoredArticle
+from rag.text import fold, tokenize
 
 # e5 cosines of news texts live in a narrow band: map [COS_LOW, COS_HIGH] to [0, 1]
 COS_LOW = 0.80
@@ -100,7 +100,7 @@ class Story:
     last_date: str = ""
     lead_id: str = ""  # the article the title comes from
     cohesion: float = 1.0  # mean pair score inside the story (1.0 for one article)
-    articles: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    articles: list[StoredArticle] = field(default_factory=list, repr=False)
 
     @property
     def date_range(self) -> str:
@@ -113,23 +113,22 @@ class Story:
                 "first_date": self.first_date, "last_date": self.last_date}
 
 
-def _date_key(article: dict[str, Any]) -> str:
-    return str(article.get("date") or "")
+def _date_key(article: StoredArticle) -> str:
+    return article.date or ""
 
 
-def _text_of(article: dict[str, Any]) -> str:
-    title, text = article.get("title") or "", article.get("text") or ""
-    return f"{title}\n{text}" if title else text
+def _text_of(article: StoredArticle) -> str:
+    return f"{article.title}\n{article.text}" if article.title else article.text
 
 
-def score_matrix(articles: Sequence[dict[str, Any]], vectors,
+def score_matrix(articles: Sequence[StoredArticle], vectors,
                  max_gap_days: int | None = MAX_GAP_DAYS) -> np.ndarray:
     """Pairwise same-story scores. ``vectors``: a matrix aligned with ``articles`` or a dict by id;
     articles without a vector get cosine 0 and so can only join a story by their words."""
     n = len(articles)
     if isinstance(vectors, dict):
         dim = next((len(v) for v in vectors.values()), 0)
-        mat = np.array([vectors.get(a["id"], np.zeros(dim)) for a in articles], dtype=np.float32)
+        mat = np.array([vectors.get(a.id, np.zeros(dim)) for a in articles], dtype=np.float32)
     else:
         mat = np.asarray(vectors, dtype=np.float32)
     mat = mat.reshape(n, -1) if n else mat
@@ -166,11 +165,11 @@ def _close(a: tuple[int, bool] | None, b: tuple[int, bool] | None, max_gap: int)
     return abs(a[0] - b[0]) <= max_gap + slack
 
 
-def group_stories(articles: Sequence[dict[str, Any]], vectors, threshold: float = DEFAULT_THRESHOLD,
+def group_stories(articles: Sequence[StoredArticle], vectors, threshold: float = DEFAULT_THRESHOLD,
                   max_gap_days: int | None = MAX_GAP_DAYS) -> list[Story]:
     """Average-link clusters of same-story pairs; stories newest first.
 
-    ``articles``: dicts with id, title, text, date. ``vectors``: article vectors (matrix aligned
+    ``articles``: stored articles with their text. ``vectors``: article vectors (matrix aligned
     with ``articles`` or ``{id: vector}``, e.g. ``Store.article_vectors``)."""
     n = len(articles)
     if n == 0:
@@ -205,11 +204,11 @@ def group_stories(articles: Sequence[dict[str, Any]], vectors, threshold: float 
             lead, cohesion = members[0], 1.0
         dates = sorted(d for d in (_date_key(articles[i]) for i in members) if d)
         stories.append(Story(
-            title=articles[lead].get("title") or articles[lead]["id"],
-            article_ids=[articles[i]["id"] for i in members],
+            title=articles[lead].title or articles[lead].id,
+            article_ids=[articles[i].id for i in members],
             first_date=dates[0] if dates else "",
             last_date=dates[-1] if dates else "",
-            lead_id=articles[lead]["id"],
+            lead_id=articles[lead].id,
             cohesion=cohesion,
             articles=[articles[i] for i in members],
         ))

@@ -25,14 +25,16 @@ import numpy as np
 
 from rag.chunking import count_tokens
 from rag.citations import citation_for, validate
-from rag.lexical import tokenize
+from rag.config import Config
+from rag.embeddings import Embedder
+from rag.index import Index
 from rag.llm import LLM, LLMError
-from rag.models import Citation, Hit
+from rag.models import Citation, Hit, StoredArticle
 from rag.prompts import fence, render
-from rag.retrieval import Filters
-from rag.store import where_clause
+from rag.retrieval import Retriever
 from rag.stories import DEFAULT_THRESHOLD, Story, group_stories
-from rag.text import fold, sentence_spans
+from rag.text import fold, sentence_spans, tokenize
+from rag.validation import SummaryRequest
 
 MAX_STORIES = 8  # a query or digest summary covers at most this many stories
 MAX_SENTENCES_PER_ARTICLE = 30  # embedding every sentence of a long article buys nothing
@@ -66,52 +68,40 @@ class SummaryError(ValueError):
 # -- selection -----------------------------------------------------------------------------------
 
 
-def _full(lib, record: dict[str, Any]) -> dict[str, Any] | None:
-    if "text" in record:
-        return record
-    return lib.store.get_article(record["id"], with_text=True)
-
-
-def select_articles(lib, *, article_id=None, query=None, since="", until="", source="", digest=False,
-                    k: int = 30) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def select_articles(request: SummaryRequest, index: Index, retriever: Retriever
+                    ) -> tuple[list[StoredArticle], dict[str, float]]:
     """The articles to summarise, with a relevance per article (higher = more relevant)."""
-    if article_id:
-        art = lib.store.get_article(article_id, with_text=True)
+    if request.kind == "article":
+        art = index.article(request.article_id, with_text=True)
         if art is None:
-            raise SummaryError(f"no article with id {article_id}")
-        return [art], {art["id"]: 1.0}
-    filters = Filters.from_strings(since or "", until or "", source or "")
-    if query:
-        hits = lib.retriever.search(query, k=k, filters=filters).hits
+            raise SummaryError(f"no article with id {request.article_id}")
+        return [art], {art.id: 1.0}
+    if request.kind == "query":
+        hits = retriever.search(request.query, k=request.k, filters=request.filters).hits
         relevance: dict[str, float] = {}
         for rank, hit in enumerate(hits):
             relevance.setdefault(hit.article_id, 1.0 / (1 + rank))
-        q_tokens = set(tokenize(query, "it")) | set(tokenize(query, "en"))
-        articles = [a for a in (lib.store.get_article(aid, with_text=True) for aid in relevance) if a]
+        q_tokens = set(tokenize(request.query, "it")) | set(tokenize(request.query, "en"))
+        articles = [a for a in (index.article(aid, with_text=True) for aid in relevance) if a]
         # retrieval always returns k chunks; keep the articles that name what was asked, if any do
         if q_tokens:
-            def shared(a: dict[str, Any]) -> int:
-                toks = set(tokenize(f"{a.get('title', '')}\n{a['text']}", "it"))
-                return len(q_tokens & toks)
+            def shared(a: StoredArticle) -> int:
+                return len(q_tokens & set(tokenize(f"{a.title}\n{a.text}", "it")))
 
             best = max((shared(a) for a in articles), default=0)
             if best:
                 need = max(1, (best + 1) // 2)
                 articles = [a for a in articles if shared(a) >= need]
-        return articles, {a["id"]: relevance[a["id"]] for a in articles}
-    if digest or since or until or source:
-        where = where_clause(filters.since, filters.until, filters.source)
-        records = lib.store.list_articles(where=where)
-        articles = [a for a in (_full(lib, r) for r in records) if a]
-        return articles, {a["id"]: 1.0 for a in articles}
-    raise SummaryError("say what to summarise: an article id, a query, or a period (--since/--until)")
+        return articles, {a.id: relevance[a.id] for a in articles}
+    articles = index.articles(request.filters, with_text=True)
+    return articles, {a.id: 1.0 for a in articles}
 
 
-def make_stories(lib, articles: list[dict[str, Any]], relevance: dict[str, float],
+def make_stories(index: Index, articles: list[StoredArticle], relevance: dict[str, float],
                  threshold: float = DEFAULT_THRESHOLD, max_stories: int = MAX_STORIES) -> list[Story]:
     if not articles:
         return []
-    vectors = lib.store.article_vectors([a["id"] for a in articles])
+    vectors = index.article_vectors([a.id for a in articles])
     stories = group_stories(articles, vectors, threshold)
     if len(stories) > max_stories:  # keep the most relevant, then show them newest first
         ranked = sorted(stories, key=lambda s: -max(relevance.get(i, 0.0) for i in s.article_ids))
@@ -125,7 +115,7 @@ def make_stories(lib, articles: list[dict[str, Any]], relevance: dict[str, float
 
 @dataclass
 class _Sentence:
-    article: dict[str, Any]
+    article: StoredArticle
     start: int
     end: int
     text: str
@@ -141,8 +131,8 @@ def _paragraph(text: str, start: int, end: int) -> tuple[int, int]:
     return s, e
 
 
-def _sentences(article: dict[str, Any]) -> list[_Sentence]:
-    text = article.get("text") or ""
+def _sentences(article: StoredArticle) -> list[_Sentence]:
+    text = article.text
     out = []
     for s, e in sentence_spans(text, "it"):
         sent = text[s:e]
@@ -210,17 +200,17 @@ def pick_sentences(story: Story, embedder, query: str | None = None, max_sentenc
     picked = [cands[i] for i in chosen]
     # within a story, read in article order: newest article first, then position
     order = {aid: n for n, aid in enumerate(story.article_ids)}
-    picked.sort(key=lambda c: (order.get(c.article["id"], 0), c.start))
+    picked.sort(key=lambda c: (order.get(c.article.id, 0), c.start))
     return picked
 
 
-def _hit_for(article: dict[str, Any], start: int = 0, end: int | None = None) -> Hit:
-    text = article.get("text") or ""
+def _hit_for(article: StoredArticle, start: int = 0, end: int | None = None) -> Hit:
+    text = article.text
     end = len(text) if end is None else end
     return Hit(
-        chunk_id=f"{article['id']}::summary", article_id=article["id"], text=text[start:end], score=0.0,
-        title=article.get("title", ""), date=article.get("date", ""), source=article.get("source", ""),
-        url=article.get("url", ""), path=article.get("path", ""), start=start, end=end,
+        chunk_id=f"{article.id}::summary", article_id=article.id, text=text[start:end], score=0.0,
+        title=article.title, date=article.date, source=article.source, url=article.url, path=article.path,
+        start=start, end=end,
     )
 
 
@@ -241,21 +231,22 @@ def _heading(story: Story, lang: str) -> str:
     return f"{short_title(story.title)} ({dates}; {n} {word})"
 
 
-def extractive_summary(lib, stories: list[Story], query: str | None, lang: str, single: bool) -> Summary:
+def extractive_summary(config: Config, embedder: Embedder, stories: list[Story], query: str | None, lang: str,
+                       single: bool) -> Summary:
     numbers: dict[str, int] = {}
     citations: list[Citation] = []
     blocks = []
     for story in stories:
-        picked = pick_sentences(story, lib.embedder, query, max_sentences=3 if single or len(stories) == 1
+        picked = pick_sentences(story, embedder, query, max_sentences=3 if single or len(stories) == 1
                                 else 2)
         if not picked:
             continue
         parts = []
         for sent in picked:
-            aid = sent.article["id"]
+            aid = sent.article.id
             if aid not in numbers:
                 numbers[aid] = len(numbers) + 1
-                ps, pe = _paragraph(sent.article["text"], sent.start, sent.end)
+                ps, pe = _paragraph(sent.article.text, sent.start, sent.end)
                 citations.append(citation_for(numbers[aid], _hit_for(sent.article, ps, pe), sent.text))
             else:
                 cit = citations[numbers[aid] - 1]
@@ -263,8 +254,8 @@ def extractive_summary(lib, stories: list[Story], query: str | None, lang: str, 
             parts.append(f"{sent.text} [{numbers[aid]}]")
         body = " ".join(parts)
         blocks.append(body if single else f"{_heading(story, lang)}\n{body}")
-    notice = render(lib.config.prompts_dir, "summary_notice", lang)
-    text = "\n\n".join(blocks) if blocks else render(lib.config.prompts_dir, "summary_empty", lang)
+    notice = render(config.prompts_dir, "summary_notice", lang)
+    text = "\n\n".join(blocks) if blocks else render(config.prompts_dir, "summary_empty", lang)
     return Summary(text=text, mode="extractive", model="extractive", stories=stories,
                    citations=citations, lang=lang, notice=notice)
 
@@ -284,46 +275,45 @@ def _fit(text: str, budget: int) -> str:
     return cut[: edge + 1] if edge > len(cut) // 2 else cut
 
 
-def _sources_block(lib, lang: str, numbered: list[tuple[int, dict[str, Any]]], budget: int) -> str:
+def _sources_block(config: Config, lang: str, numbered: list[tuple[int, StoredArticle]], budget: int) -> str:
     per = max(120, budget // max(1, len(numbered)) - 40)
     return "\n\n".join(
-        render(lib.config.prompts_dir, "source", lang, n=n, title=html.escape(a.get("title", ""), quote=True),
-               date=a.get("date") or "?", source=html.escape(a.get("source") or "?", quote=True),
-               text=fence(_fit(a.get("text") or "", per)))
+        render(config.prompts_dir, "source", lang, n=n, title=html.escape(a.title, quote=True),
+               date=a.date or "?", source=html.escape(a.source or "?", quote=True),
+               text=fence(_fit(a.text, per)))
         for n, a in numbered
     )
 
 
-def _budget(lib, *prompts: str) -> int:
-    cfg = lib.config
+def _budget(cfg: Config, *prompts: str) -> int:
     fixed = sum(count_tokens(p) for p in prompts) + 200
     return max(400, cfg.model_context_tokens - cfg.answer_tokens - fixed)
 
 
-def _messages(lib, name: str, lang: str, **values: object) -> list[dict]:
-    d = lib.config.prompts_dir
+def _messages(config: Config, name: str, lang: str, **values: object) -> list[dict]:
+    d = config.prompts_dir
     return [{"role": "system", "content": render(d, f"{name}_system", lang)},
             {"role": "user", "content": render(d, f"{name}_user", lang, **values)}]
 
 
-def _llm_summary(lib, stories: list[Story], query: str | None, lang: str, period: str,
+def _llm_summary(config: Config, stories: list[Story], query: str | None, lang: str, period: str,
                  ) -> Iterator[str | Summary]:
-    llm = LLM(lib.config)
-    d = lib.config.prompts_dir
+    llm = LLM(config)
+    d = config.prompts_dir
     numbers: dict[str, int] = {}
-    by_number: list[dict[str, Any]] = []
+    by_number: list[StoredArticle] = []
     for story in stories:
         for a in story.articles:
-            if a["id"] not in numbers:
-                numbers[a["id"]] = len(numbers) + 1
+            if a.id not in numbers:
+                numbers[a.id] = len(numbers) + 1
                 by_number.append(a)
     focus = render(d, "summary_focus", lang, query=query) if query else ""
     overhead = render(d, "summary_system", lang) + render(d, "summary_user", lang, sources="", focus=focus)
-    budget = _budget(lib, overhead)
+    budget = _budget(config, overhead)
 
     def map_messages(story: Story) -> list[dict]:
-        numbered = [(numbers[a["id"]], a) for a in story.articles]
-        return _messages(lib, "summary", lang, sources=_sources_block(lib, lang, numbered, budget),
+        numbered = [(numbers[a.id], a) for a in story.articles]
+        return _messages(config, "summary", lang, sources=_sources_block(config, lang, numbered, budget),
                          focus=focus, title=story.title, dates=story.date_range or "?")
 
     raw: list[str] = []
@@ -338,7 +328,7 @@ def _llm_summary(lib, stories: list[Story], query: str | None, lang: str, period
             partials.append(f"<notizia titolo=\"{html.escape(story.title, quote=True)}\" "
                             f"data=\"{story.date_range or '?'}\">\n{fence(partial)}\n</notizia>")
         dfocus = render(d, "summary_focus", lang, query=query) if query else ""
-        reduce_budget = _budget(lib, render(d, "digest_system", lang),
+        reduce_budget = _budget(config, render(d, "digest_system", lang),
                                 render(d, "digest_user", lang, summaries="", focus=dfocus, period=period))
         kept, used = [], 0
         for p in partials:  # newest stories first: the oldest are dropped if they do not fit
@@ -347,7 +337,7 @@ def _llm_summary(lib, stories: list[Story], query: str | None, lang: str, period
                 break
             kept.append(p)
             used += cost
-        for delta in llm.stream(_messages(lib, "digest", lang, summaries="\n\n".join(kept), focus=dfocus,
+        for delta in llm.stream(_messages(config, "digest", lang, summaries="\n\n".join(kept), focus=dfocus,
                                           period=period or "?")):
             raw.append(delta)
             yield delta
@@ -360,25 +350,19 @@ def _llm_summary(lib, stories: list[Story], query: str | None, lang: str, period
 # -- entry points --------------------------------------------------------------------------------
 
 
-def _period(since: str, until: str) -> str:
-    if since and until:
-        return f"{since} – {until}"
-    return since or until or ""
-
-
-def stream_summary(lib, *, article_id=None, query=None, since="", until="", source="", lang="it",
-                   digest=False, k=30, answerer: str = "auto", fallback: str | None = "extractive",
+def stream_summary(request: SummaryRequest, *, config: Config, index: Index, retriever: Retriever,
+                   embedder: Embedder, answerer: str = "auto", fallback: str | None = "extractive",
                    ) -> Iterator[str | Summary]:
-    lang = "en" if fold(lang or "it").startswith("en") else "it"
-    articles, relevance = select_articles(lib, article_id=article_id, query=query, since=since,
-                                          until=until, source=source, digest=digest, k=k)
-    stories = make_stories(lib, articles, relevance)
-    use_llm = answerer == "llm" or (answerer == "auto" and lib.config.llm_configured)
+    articles, relevance = select_articles(request, index, retriever)
+    stories = make_stories(index, articles, relevance)
+    query = request.query or None
+    lang, single = request.lang, request.kind == "article"
+    use_llm = answerer == "llm" or (answerer == "auto" and config.llm_configured)
     summary: Summary | None = None
     if stories and use_llm:
         shown = False
         try:
-            for item in _llm_summary(lib, stories, query, lang, _period(since, until)):
+            for item in _llm_summary(config, stories, query, lang, request.period):
                 if isinstance(item, Summary):
                     summary = item
                 else:
@@ -387,20 +371,11 @@ def stream_summary(lib, *, article_id=None, query=None, since="", until="", sour
         except LLMError as exc:
             if fallback != "extractive":
                 raise
-            summary = extractive_summary(lib, stories, query, lang, single=bool(article_id))
+            summary = extractive_summary(config, embedder, stories, query, lang, single=single)
             summary.notice = f"{exc}. {summary.notice}"
             yield ("\n\n" if shown else "") + summary.text
     else:
-        summary = extractive_summary(lib, stories, query, lang, single=bool(article_id))
+        summary = extractive_summary(config, embedder, stories, query, lang, single=single)
         yield from re.split(r"(?<=\n)", summary.text)  # streams line by line, like an answer
     assert summary is not None
     yield summary
-
-
-def summarise(lib, **kwargs) -> Summary:
-    result = None
-    for item in stream_summary(lib, **kwargs):
-        if isinstance(item, Summary):
-            result = item
-    assert result is not None
-    return result

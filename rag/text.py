@@ -1,4 +1,9 @@
-"""Language-aware text helpers shared by parsing, chunking, BM25 and the extractive answerer."""
+"""Language-aware text helpers shared by parsing, chunking, BM25, answers and summaries.
+
+``tokenize`` lives here, not in the BM25 module, because everything that compares words
+(citations, the extractive answerer, stories, summaries) must fold, stem and drop stopwords the
+same way BM25 does, or a word found by search would be "missing" from the sentence quoting it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import unicodedata
 from functools import lru_cache
 
 import sentencex
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_ITALIAN
 
 SUPPORTED_LANGS = ("it", "en")
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
@@ -68,3 +75,24 @@ def detect_lang(text: str) -> str:
         return "it" if it > en else "en"
     lang, _ = _identifier().classify(sample)
     return lang
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_QUESTION_WORDS = (
+    "quale", "quali", "chi", "cosa", "come", "quando", "dove", "perche", "quanto", "quanti", "quante",
+    "quanta", "which", "who", "whom", "what", "when", "where", "why", "how", "many", "much",
+)
+STOPWORDS = frozenset(fold(w) for w in (*STOPWORDS_ITALIAN, *STOPWORDS_EN, *_QUESTION_WORDS))
+_STEMMER_NAMES = {"it": "italian", "en": "english", "es": "spanish", "fr": "french",
+                  "de": "german", "pt": "portuguese"}
+
+
+@lru_cache(maxsize=8)
+def _stemmer(lang: str) -> Stemmer.Stemmer:
+    return Stemmer.Stemmer(_STEMMER_NAMES.get(lang, "italian"))
+
+
+def tokenize(text: str, lang: str = "it") -> list[str]:
+    """Fold accents and case, drop stopwords and one-letter elisions (l', d'), stem by language."""
+    words = [w for w in _WORD.findall(fold(text)) if len(w) > 1 and w not in STOPWORDS]
+    return _stemmer(lang).stemWords(words)

@@ -12,7 +12,7 @@ import pytest
 
 import rag  # noqa: F401  (offline setup before anything else imports gradio/chroma)
 from rag.config import Config
-from rag.lexical import tokenize
+from rag.text import tokenize
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"

@@ -39,9 +39,9 @@ def test_upload_refuses_other_types_and_big_files_and_stores_the_rest(make_lib, 
     assert "big.md: file troppo grande" in report
     assert "added 1" in report and "Traceback" not in report
     stored = page_app.lib.articles()
-    assert [a["title"] for a in stored] == ["Prova"]
+    assert [a.title for a in stored] == ["Prova"]
     # the stored path is inside CRONACA_HOME/uploads, not the browser's temporary file
-    assert "/uploads/" in stored[0]["path"]
+    assert "/uploads/" in stored[0].path
 
 
 def test_auth_from_env(monkeypatch):

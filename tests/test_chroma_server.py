@@ -30,7 +30,7 @@ def test_server_and_embedded_agree(make_lib, tmp_path):
         report_r = remote.ingest([SAMPLE])
         assert report_r.to_dict()["article_ids"] == report_e.to_dict()["article_ids"]
         assert report_r.chunks == report_e.chunks
-        assert remote.store.count_chunks() == embedded.store.count_chunks() == len(remote.lexical)
+        assert remote.index.store.count_chunks() == embedded.index.store.count_chunks() == len(remote.index.lexical)
         assert not (tmp_path / "remote" / "chroma").exists()  # nothing embedded on the client side
         for q in QUESTIONS:
             for mode in ("hybrid", "dense", "bm25"):
@@ -44,7 +44,7 @@ def test_server_and_embedded_agree(make_lib, tmp_path):
 
         # a second client on the same server (another machine) sees the data: BM25 syncs from it
         other = make_lib(home=tmp_path / "other", chroma_host=server.host, chroma_port=server.port)
-        assert len(other.lexical) == other.store.count_chunks() == embedded.store.count_chunks()
+        assert len(other.index.lexical) == other.index.store.count_chunks() == embedded.index.store.count_chunks()
         q = QUESTIONS[0]
         assert ([h.chunk_id for h in other.retriever.search(q).hits]
                 == [h.chunk_id for h in embedded.retriever.search(q).hits])

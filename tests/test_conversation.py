@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag.config import PROJECT_ROOT
 from rag.conversation import is_elliptical, standalone_question
 from rag.llm import LLMError
+from rag.resources import prompts_dir
 
 Q = "Quali club vogliono Ancelotti?"
 HISTORY = [(Q, "Roma e Milan [1].")]
@@ -62,7 +62,7 @@ def test_is_elliptical():
 
 class FakeLLM:
     def __init__(self, reply=None, error=None):
-        self.config = SimpleNamespace(prompts_dir=PROJECT_ROOT / "prompts")
+        self.config = SimpleNamespace(prompts_dir=prompts_dir())
         self.reply, self.error, self.messages = reply, error, None
 
     def complete(self, messages, max_tokens=None, usage=None):

@@ -194,7 +194,7 @@ def test_prompt_injection_stays_in_the_fence(llm_lib, stub):
     ans = lib.ask(QUESTION, k=3)
     assert [c.n for c in ans.citations] == [1] and ans.text.endswith("[1].")
     assert ans.citations[0].article_id == "iniettato"
-    assert ans.citations[0].quote in lib.article("iniettato")["text"]
+    assert ans.citations[0].quote in lib.article("iniettato").text
 
 
 def test_invalid_markers_removed_and_renumbered(llm_lib, stub):
@@ -206,7 +206,7 @@ def test_invalid_markers_removed_and_renumbered(llm_lib, stub):
     assert ans.text == "Roma e Milan [1]. Altro [2]"
     assert [c.n for c in ans.citations] == [1, 2]
     for c in ans.citations:
-        assert c.quote and c.quote in lib.article(c.article_id)["text"]
+        assert c.quote and c.quote in lib.article(c.article_id).text
         assert c.quote in packed[c.n]  # [1] and [2] kept their numbers: the same sources
 
 
@@ -240,8 +240,8 @@ def test_chroma_server_dies_mid_session(make_lib, tmp_path):
         assert str(info2.value).strip()
         server = start_chroma_server(data, port=port)
         lib2 = make_lib(home=tmp_path / "home2", chroma_host="127.0.0.1", chroma_port=port)
-        assert {a["id"] for a in lib2.articles()} == {a["id"] for a in ARTICLES}
-        assert lib2.store.count_chunks() == len(lib2.lexical) == len(ARTICLES)
+        assert {a.id for a in lib2.articles()} == {a["id"] for a in ARTICLES}
+        assert lib2.index.store.count_chunks() == len(lib2.index.lexical) == len(ARTICLES)
         after = lib2.retriever.search(QUESTION, mode="dense").hits
         assert [h.chunk_id for h in after] == [h.chunk_id for h in before]
     finally:
@@ -313,15 +313,15 @@ def _corpus(folder: Path, prefix: str, n: int) -> Path:
 
 def _check_consistent(lib) -> None:
     chunk_ids, per_article = [], {}
-    for ids, _docs, metas in lib.store.iter_chunks():
+    for ids, _docs, metas in lib.index.store.iter_chunks():
         chunk_ids.extend(ids)
         for m in metas:
             per_article[m["article_id"]] = per_article.get(m["article_id"], 0) + 1
     assert len(chunk_ids) == len(set(chunk_ids))
     for art in lib.articles():
-        assert per_article.get(art["id"], 0) >= art["chunks"], art["id"]
-    assert len(lib.lexical) == lib.store.count_chunks()
-    assert set(lib.lexical.ids) == set(chunk_ids)
+        assert per_article.get(art.id, 0) >= art.chunks, art.id
+    assert len(lib.index.lexical) == lib.index.store.count_chunks()
+    assert set(lib.index.lexical.ids) == set(chunk_ids)
 
 
 @pytest.mark.server
@@ -342,18 +342,18 @@ def test_ingest_killed_mid_batch(make_lib, tmp_path):
     assert proc.returncode == -signal.SIGKILL
 
     lib = make_lib(home=home)
-    stored = lib.store.count_articles()
+    stored = lib.index.store.count_articles()
     assert 0 < stored < 40
     _check_consistent(lib)
     report = lib.ingest([folder])
     assert report.failed == 0
     assert report.added + report.unchanged == 40
-    assert lib.store.count_articles() == 40
-    assert lib.store.count_chunks() == 40  # one chunk an article, no duplicates
+    assert lib.index.store.count_articles() == 40
+    assert lib.index.store.count_chunks() == 40  # one chunk an article, no duplicates
     _check_consistent(lib)
     del lib
     lib = make_lib(home=home)  # and a fresh open agrees
-    assert lib.store.count_articles() == 40 and len(lib.lexical) == 40
+    assert lib.index.store.count_articles() == 40 and len(lib.index.lexical) == 40
 
 
 @pytest.mark.server
@@ -390,10 +390,10 @@ from pathlib import Path
 from tests.conftest import HashEmbedder, make_config
 from rag.library import Library
 lib = Library(make_config(Path({home!r})), embedder=HashEmbedder())
-ids = [i for batch, _d, _m in lib.store.iter_chunks() for i in batch]
-dense = lib.store.dense_search(lib.embedder.embed_query("delibera trasporto pubblico"), 100)
-print(json.dumps({{"articles": lib.store.count_articles(), "chunks": lib.store.count_chunks(),
-                  "bm25": len(lib.lexical), "unique_chunk_ids": len(set(ids)),
+ids = [i for batch, _d, _m in lib.index.store.iter_chunks() for i in batch]
+dense = lib.index.store.dense_search(lib.embedder.embed_query("delibera trasporto pubblico"), 100)
+print(json.dumps({{"articles": lib.index.store.count_articles(), "chunks": lib.index.store.count_chunks(),
+                  "bm25": len(lib.index.lexical), "unique_chunk_ids": len(set(ids)),
                   "dense_ids": sorted({{m["article_id"] for _c, _s, _d, m in dense}})}}))
 """
 
@@ -406,8 +406,8 @@ def test_open_library_sees_ingest_from_another_process(make_lib, tmp_path):
     proc = _child(home, _corpus(tmp_path / "a", "a", 6), sleep=0.0)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    lib.retriever.sync()
-    assert lib.store.count_chunks() == len(lib.lexical) == 6
+    lib.sync()
+    assert lib.index.store.count_chunks() == len(lib.index.lexical) == 6
     hits = lib.retriever.search("delibera trasporto pubblico", mode="dense", k=6,
                                 collapse_duplicates=False).hits
     assert len(hits) == 6
@@ -416,8 +416,6 @@ def test_open_library_sees_ingest_from_another_process(make_lib, tmp_path):
 def test_lock_held_reports_busy(make_lib, tmp_path):
     from filelock import FileLock
 
-    from rag.ingest import ingest
-
     lib = make_lib()
     with FileLock(str(Path(lib.config.home) / "ingest.lock")):
         # filelock is re-entrant within a thread, so try from another thread
@@ -425,7 +423,7 @@ def test_lock_held_reports_busy(make_lib, tmp_path):
 
         out = {}
         t = threading.Thread(target=lambda: out.setdefault(
-            "r", ingest(lib, [write_jsonl(tmp_path / "n.jsonl", ARTICLES)], lock_timeout=0.5)))
+            "r", lib.ingest([write_jsonl(tmp_path / "n.jsonl", ARTICLES)], lock_timeout=0.5)))
         t.start()
         t.join(30)
     report = out["r"]

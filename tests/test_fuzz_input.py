@@ -15,7 +15,7 @@ GOOD = ("Il Napoli ha vinto lo scudetto battendo il Cagliari allo stadio Maradon
 
 
 def _texts(lib) -> list[str]:
-    return [lib.article(a["id"])["text"] for a in lib.articles()]
+    return [lib.article(a.id).text for a in lib.articles()]
 
 
 def test_random_bytes_file(make_lib, tmp_path):
@@ -41,7 +41,7 @@ def test_file_over_size_limit(make_lib, tmp_path):
     report = lib.ingest([big])
     assert report.failed == 1 and report.added == 0
     assert "too large" in str(report.errors[0]) and str(big) in str(report.errors[0])
-    assert lib.store.count_chunks() == 0
+    assert lib.index.store.count_chunks() == 0
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl"])
@@ -72,7 +72,7 @@ def test_html_script_not_stored(make_lib, tmp_path):
     assert "McTominay" in text
     for bad in ("CODICE_MALEVOLO_123", "ALTRO_SCRIPT_456", "alert(", "document.write"):
         assert bad not in text
-    docs = [d for ids, docs, _ in lib.store.iter_chunks() for d in docs]
+    docs = [d for ids, docs, _ in lib.index.store.iter_chunks() for d in docs]
     assert not any("CODICE_MALEVOLO" in d or "ALTRO_SCRIPT" in d for d in docs)
 
 
@@ -87,7 +87,7 @@ def test_zero_width_characters_removed(make_lib, tmp_path):
     assert "Napoli" in text and "scudetto" in text and "McTominay" in text
     assert not any(c in text for c in "\u200b\u200c\u200d\u2060\ufeff")
     hits = lib.retriever.search("Napoli scudetto", mode="bm25").hits
-    assert hits and hits[0].article_id == lib.articles()[0]["id"]
+    assert hits and hits[0].article_id == lib.articles()[0].id
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
@@ -149,8 +149,8 @@ def test_jsonl_with_bad_lines_ingested(make_lib, tmp_path):
     assert {e.line for e in report.errors} == bad_lines
     for e in report.errors:
         assert str(e).startswith(f"{path}:{e.line}: ")
-    assert lib.store.count_articles() == n_lines - len(bad_lines)
-    assert lib.store.count_chunks() == len(lib.lexical) == n_lines - len(bad_lines)
+    assert lib.index.store.count_articles() == n_lines - len(bad_lines)
+    assert lib.index.store.count_chunks() == len(lib.index.lexical) == n_lines - len(bad_lines)
 
 
 def test_cli_folder_with_empty_and_binary_files(tmp_path, monkeypatch, capsys):
@@ -200,7 +200,7 @@ def test_failing_batch_loses_nothing_already_stored(make_lib, tmp_path, hash_emb
                                for i in range(5)), encoding="utf-8")
     lib = make_lib(home=home)
     assert lib.ingest([first]).added == 5
-    before = lib.store.count_chunks()
+    before = lib.index.store.count_chunks()
 
     # a batch of only broken files: reported, nothing stored, nothing removed
     bad = tmp_path / "bad"
@@ -208,7 +208,7 @@ def test_failing_batch_loses_nothing_already_stored(make_lib, tmp_path, hash_emb
     (bad / "a.json").write_text("{broken", encoding="utf-8")
     (bad / "b.txt").write_bytes(b"")
     report = lib.ingest([bad])
-    assert report.failed == 2 and lib.store.count_chunks() == before
+    assert report.failed == 2 and lib.index.store.count_chunks() == before
 
     # a batch whose embedder dies half-way (embed_batch=1 -> one call per chunk)
     second = tmp_path / "second.jsonl"
@@ -222,14 +222,14 @@ def test_failing_batch_loses_nothing_already_stored(make_lib, tmp_path, hash_emb
     del flaky, lib
 
     lib = make_lib(home=home)
-    ids = {a["id"] for a in lib.articles()}
+    ids = {a.id for a in lib.articles()}
     assert {f"old{i}" for i in range(5)} <= ids
     for i in range(5):
-        assert lib.article(f"old{i}")["text"].startswith(GOOD)
-    assert len(lib.lexical) == lib.store.count_chunks()
+        assert lib.article(f"old{i}").text.startswith(GOOD)
+    assert len(lib.index.lexical) == lib.index.store.count_chunks()
     hits = lib.retriever.search("Napoli scudetto McTominay", mode="bm25", k=5).hits
     assert {h.article_id for h in hits} & {f"old{i}" for i in range(5)}
     report = lib.ingest([second])  # the rerun finishes the job
     assert report.failed == 0
-    assert lib.store.count_articles() == 25
-    assert lib.store.count_chunks() == len(lib.lexical) == 25
+    assert lib.index.store.count_articles() == 25
+    assert lib.index.store.count_chunks() == len(lib.index.lexical) == 25

@@ -20,8 +20,8 @@ def test_ingest_counts_reingest_update_and_duplicates(make_lib, tmp_path):
     lib = make_lib()
     r = lib.ingest([docs])
     assert (r.added, r.updated, r.unchanged, r.skipped, r.failed) == (2, 0, 0, 0, 0)
-    chunks = lib.store.count_chunks()
-    assert chunks >= 2 and len(lib.lexical) == chunks
+    chunks = lib.index.store.count_chunks()
+    assert chunks >= 2 and len(lib.index.lexical) == chunks
 
     r = lib.ingest([docs])
     assert (r.added, r.unchanged) == (0, 2)
@@ -29,15 +29,15 @@ def test_ingest_counts_reingest_update_and_duplicates(make_lib, tmp_path):
     # the same text under another name is stored once
     (docs / "copy.md").write_text(a.read_text(encoding="utf-8"), encoding="utf-8")
     r = lib.ingest([docs / "copy.md"])
-    assert r.added == 0 and r.unchanged + r.skipped == 1 and lib.store.count_articles() == 2
+    assert r.added == 0 and r.unchanged + r.skipped == 1 and lib.index.store.count_articles() == 2
 
     # a changed article replaces its chunks
     a.write_text(a.read_text(encoding="utf-8").replace("Ranieri", "Gasperini"), encoding="utf-8")
     r = lib.ingest([a])
     assert r.updated == 1
-    texts = [d for _, docs_, _ in lib.store.iter_chunks() for d in docs_]
+    texts = [d for _, docs_, _ in lib.index.store.iter_chunks() for d in docs_]
     assert any("Gasperini" in t for t in texts) and not any("Ranieri" in t for t in texts)
-    assert lib.store.count_chunks() == len(lib.lexical) == chunks
+    assert lib.index.store.count_chunks() == len(lib.index.lexical) == chunks
 
 
 def test_failed_items_do_not_stop_the_batch_or_lose_data(make_lib, tmp_path):
@@ -53,7 +53,7 @@ def test_failed_items_do_not_stop_the_batch_or_lose_data(make_lib, tmp_path):
     _write(bad, "ok.md", "Bologna", "Il Bologna vince la Coppa Italia battendo il Milan in finale.")
     r = lib.ingest([bad])
     assert (r.added, r.failed) == (1, 2)
-    assert lib.store.count_articles() == 2
+    assert lib.index.store.count_articles() == 2
 
 
 def test_delete_removes_article_chunks_and_bm25(make_lib, tmp_path):
@@ -62,7 +62,7 @@ def test_delete_removes_article_chunks_and_bm25(make_lib, tmp_path):
     aid = lib.ingest([p]).article_ids[0]
     assert lib.retriever.search("Tudor").hits
     assert lib.delete(aid) and not lib.delete(aid)
-    assert lib.store.count_chunks() == 0 and len(lib.lexical) == 0
+    assert lib.index.store.count_chunks() == 0 and len(lib.index.lexical) == 0
     assert lib.retriever.search("Tudor").hits == []
 
 
@@ -83,11 +83,10 @@ def test_bm25_resyncs_after_an_interrupted_ingest(make_lib, tmp_path):
     home = tmp_path / "h"
     lib = make_lib(home=home)
     lib.ingest([_write(tmp_path, "a.md", "Inter", "Inter battuta dal PSG in finale di Champions League.")])
-    lib.mark_dirty()  # as if the process died between Chroma writes and the BM25 save
-    lib.lexical.clear()
-    lib.lexical.save(stamp="0")
+    lib.index.lexical.clear()  # as if the process died between Chroma writes and the BM25 save
+    lib.index.lexical.save(stamp="0")
     again = make_lib(home=home)
-    assert len(again.lexical) == again.store.count_chunks() > 0
+    assert len(again.index.lexical) == again.index.store.count_chunks() > 0
 
 
 def test_filters_restrict_retrieval(make_lib, tmp_path):
@@ -95,14 +94,12 @@ def test_filters_restrict_retrieval(make_lib, tmp_path):
     _write(tmp_path, "a.md", "Ancelotti 1", "Ancelotti resta al Real Madrid.", date="2024-11-01", source="A")
     _write(tmp_path, "b.md", "Ancelotti 2", "Ancelotti diventa ct del Brasile.", date="2025-05-12", source="B")
     lib.ingest([tmp_path])
-    from rag.retrieval import Filters
-
-    titles = lambda f: {h.title for h in lib.retriever.search("Ancelotti", filters=f).hits}  # noqa: E731
-    assert titles(Filters.from_strings(since="2025-01-01")) == {"Ancelotti 2"}
-    assert titles(Filters.from_strings(until="2024-11")) == {"Ancelotti 1"}
-    assert titles(Filters.from_strings(source="A")) == {"Ancelotti 1"}
+    titles = lambda **f: {h.title for h in lib.search("Ancelotti", **f).hits}  # noqa: E731
+    assert titles(since="2025-01-01") == {"Ancelotti 2"}
+    assert titles(until="2024-11") == {"Ancelotti 1"}
+    assert titles(source="A") == {"Ancelotti 1"}
     for mode in ("dense", "bm25"):
-        hits = lib.retriever.search("Ancelotti", filters=Filters.from_strings(source="B"), mode=mode).hits
+        hits = lib.search("Ancelotti", source="B", mode=mode).hits
         assert {h.title for h in hits} == {"Ancelotti 2"}
 
 

@@ -1,4 +1,5 @@
-from rag.lexical import LexicalIndex, tokenize
+from rag.lexical import LexicalIndex
+from rag.text import tokenize
 
 
 def test_tokenize_folds_stems_and_drops_stopwords():

@@ -8,12 +8,17 @@ import sys
 
 import pytest
 
-from rag.answering import stream_answer
 from rag.citations import markers
 from rag.models import Answer
 from tests.support.stub_openai import StubOpenAI, reply
 
 pytestmark = pytest.mark.server
+
+
+def stream_answer(lib, question: str, **kwargs) -> list:
+    """The deltas, then the Answer: what the stream yields, in order."""
+    stream = lib.stream(question, **kwargs)
+    return [*stream, stream.result]
 
 
 @pytest.fixture(scope="module")

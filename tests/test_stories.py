@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rag.models import StoredArticle
 from rag.parsing import parse_file
 from rag.stories import (
     DEFAULT_THRESHOLD,
@@ -26,9 +27,9 @@ C = ("Il Napoli è campione d'Italia: la squadra di Conte batte il Cagliari 2-0 
      "il quarto scudetto della sua storia con un punto sull'Inter.")
 
 
-def _sample(name: str) -> dict:
+def _sample(name: str) -> StoredArticle:
     art = parse_file(SAMPLE / name, 10_000_000).articles[0]
-    return {"id": art.id, "title": art.title, "text": art.text, "date": art.date}
+    return StoredArticle(id=art.id, title=art.title, text=art.text, date=art.date)
 
 
 def test_parts_are_bounded():
@@ -51,11 +52,11 @@ def test_score_orders_same_story_above_unrelated(hash_embedder):
 
 def test_group_stories_components_and_order(hash_embedder):
     arts = [
-        {"id": "a", "title": "Ancelotti ct del Brasile", "text": A, "date": "2025-05-12"},
-        {"id": "b", "title": "Il Brasile si affida ad Ancelotti", "text": B, "date": "2025-05-13"},
-        {"id": "c", "title": "Napoli campione", "text": C, "date": "2025-05-24"},
+        StoredArticle(id="a", title="Ancelotti ct del Brasile", text=A, date="2025-05-12"),
+        StoredArticle(id="b", title="Il Brasile si affida ad Ancelotti", text=B, date="2025-05-13"),
+        StoredArticle(id="c", title="Napoli campione", text=C, date="2025-05-24"),
     ]
-    vecs = hash_embedder.embed_passages([f"{a['title']}\n{a['text']}" for a in arts])
+    vecs = hash_embedder.embed_passages([f"{a.title}\n{a.text}" for a in arts])
     # a threshold between the two scores puts a and b together, c alone
     ab = same_story_score(A, B, cosine=float(vecs[0] @ vecs[1]))
     stories = group_stories(arts, vecs, threshold=ab - 1e-3)
@@ -67,7 +68,7 @@ def test_group_stories_components_and_order(hash_embedder):
     assert pair.title in {"Ancelotti ct del Brasile", "Il Brasile si affida ad Ancelotti"}
     assert pair.to_dict()["article_ids"] == ["b", "a"]
     # vectors by id work too, and an impossible threshold keeps every article apart
-    by_id = {a["id"]: v for a, v in zip(arts, vecs)}
+    by_id = {a.id: v for a, v in zip(arts, vecs)}
     assert len(group_stories(arts, by_id, threshold=1.01)) == 3
     assert group_stories([], np.zeros((0, 4))) == []
 
@@ -78,19 +79,20 @@ def test_default_threshold_is_sane():
 
 @pytest.mark.slow
 def test_near_duplicates_in_sample_group_with_e5():
-    from rag.embeddings import E5Embedder, passage_text
+    from rag.config import Config
+    from rag.embeddings import make_embedder, passage_text
 
     arts = [_sample("2025-05_ancelotti-brasile.md"), _sample("2025-05_ancelotti-ct-brasile.md"),
             _sample("2025-05_xabi-alonso-real.md"), _sample("2025-05_napoli-scudetto.md")]
-    emb = E5Embedder()
-    vecs = emb.embed_passages([passage_text(a["title"], a["text"]) for a in arts])
+    emb = make_embedder(Config.load(env={}))
+    vecs = emb.embed_passages([passage_text(a.title, a.text) for a in arts])
     stories = group_stories(arts, vecs)
     groups = sorted(sorted(s.article_ids) for s in stories)
-    assert sorted([arts[0]["id"], arts[1]["id"]]) in groups
-    assert [arts[2]["id"]] in groups and [arts[3]["id"]] in groups
+    assert sorted([arts[0].id, arts[1].id]) in groups
+    assert [arts[2].id] in groups and [arts[3].id] in groups
     # the score itself, from raw text
-    assert same_story_score(arts[0]["text"], arts[1]["text"], emb) >= DEFAULT_THRESHOLD
-    assert same_story_score(arts[0]["text"], arts[2]["text"], emb) < DEFAULT_THRESHOLD
+    assert same_story_score(arts[0].text, arts[1].text, emb) >= DEFAULT_THRESHOLD
+    assert same_story_score(arts[0].text, arts[2].text, emb) < DEFAULT_THRESHOLD
 
 
 @pytest.mark.slow

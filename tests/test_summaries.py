@@ -12,13 +12,24 @@ from pathlib import Path
 import pytest
 
 from rag.citations import markers
-from rag.summaries import Summary, SummaryError, short_title, stream_summary, summarise
+from rag.summaries import Summary, SummaryError, short_title
+from rag.validation import RequestError
 from tests.conftest import ROOT
 from tests.support.stub_openai import StubOpenAI, reply
 
 
+def stream_summary(lib, **kwargs) -> list:
+    """The deltas, then the Summary: what the stream yields, in order."""
+    stream = lib.stream_summary(**kwargs)
+    return [*stream, stream.result]
+
+
+def summarise(lib, **kwargs) -> Summary:
+    return lib.summarise(**kwargs)
+
+
 def _id_of(lib, filename: str) -> str:
-    return next(a["id"] for a in lib.articles() if Path(a.get("path", "")).name == filename)
+    return next(a.id for a in lib.articles() if Path(a.path).name == filename)
 
 
 def _check_citations(lib, summary: Summary) -> None:
@@ -26,7 +37,7 @@ def _check_citations(lib, summary: Summary) -> None:
     assert set(markers(summary.text)) == {c.n for c in summary.citations}
     assert [c.n for c in summary.citations] == list(range(1, len(summary.citations) + 1))
     for c in summary.citations:
-        text = lib.article(c.article_id)["text"]
+        text = lib.article(c.article_id).text
         for part in c.quote.split(" … "):
             assert part in text, (c.n, part)
         assert c.chunk_text in text
@@ -62,11 +73,11 @@ def test_digest_period_and_errors(hash_sample):
     lib = hash_sample()
     summary = summarise(lib, digest=True, since="2025-06", until="2025-06")
     ids = {a for s in summary.stories for a in s.article_ids}
-    assert ids and all(lib.article(a)["date"].startswith("2025-06") for a in ids)
+    assert ids and all(lib.article(a).date.startswith("2025-06") for a in ids)
     _check_citations(lib, summary)
     with pytest.raises(SummaryError):
         summarise(lib, article_id="no-such-article")
-    with pytest.raises(SummaryError):
+    with pytest.raises(RequestError):
         summarise(lib)
     empty = summarise(lib, digest=True, since="1990-01", until="1990-12")
     assert empty.stories == [] and empty.citations == [] and "Nessun articolo" in empty.text

@@ -1,0 +1,96 @@
+"""Dates at the precision a source gives them ("2024", "2024-11", "2024-11-05").
+
+One parser for files, filters and requests, so "2024-11" means the same thing everywhere: a
+day-precise integer for range filters in Chroma and BM25 (``YYYYMMDD``), the first day of the
+period when it starts a range and the last day when it ends one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+
+class DateError(ValueError):
+    """A value that is not a date we understand; the message says which formats work."""
+
+
+_PATTERNS = (
+    (re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$"), (1, 2, 3)),
+    (re.compile(r"^(\d{4})-(\d{1,2})$"), (1, 2, None)),
+    (re.compile(r"^(\d{4})$"), (1, None, None)),
+    (re.compile(r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})$"), (3, 2, 1)),
+    (re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"), (1, 2, 3)),
+)
+
+
+def parse_date(value: Any) -> str:
+    """ISO date at the precision given: '2024', '2024-11' or '2024-11-05'."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.strftime("%Y-%m-%d")
+    text = str(value).strip()
+    for pattern, (yi, mi, di) in _PATTERNS:
+        m = pattern.match(text)
+        if not m:
+            continue
+        year = int(m.group(yi))
+        month = int(m.group(mi)) if mi else 1
+        day = int(m.group(di)) if di else 1
+        try:
+            dt.date(year, month, day)
+        except ValueError:
+            break
+        if not 1800 <= year <= 2200:
+            break
+        if di:
+            return f"{year:04d}-{month:02d}-{day:02d}"
+        return f"{year:04d}-{month:02d}" if mi else f"{year:04d}"
+    raise DateError(f"unparseable date '{text[:40]}' (use YYYY-MM-DD or YYYY-MM)")
+
+
+def date_to_int(date: str) -> int:
+    """YYYYMMDD with a missing month or day taken as 01: the start of the period."""
+    if not date:
+        return 0
+    parts = (date.split("-") + ["01", "01"])[:3]
+    return int(parts[0]) * 10000 + int(parts[1]) * 100 + int(parts[2])
+
+
+def end_of(date: str) -> int:
+    """YYYYMMDD of the last day of the period: 'until 2024-11' includes the whole of November."""
+    if not date:
+        return 0
+    parts = date.split("-")
+    if len(parts) >= 3:
+        return date_to_int(date)
+    year = int(parts[0])
+    if len(parts) == 1:
+        return year * 10000 + 1231
+    month = int(parts[1])
+    nxt = dt.date(year + month // 12, month % 12 + 1, 1)
+    return int((nxt - dt.timedelta(days=1)).strftime("%Y%m%d"))
+
+
+_MONTHS = {
+    "it": ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
+           "settembre", "ottobre", "novembre", "dicembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"),
+}
+
+
+def spoken(date: str, lang: str = "it") -> str:
+    """'2025-05-12' → '12 maggio 2025' / '12 May 2025'; '2024-11' → 'novembre 2024'."""
+    if not date:
+        return ""
+    parts = date.split("-")
+    months = _MONTHS["en" if lang == "en" else "it"]
+    try:
+        if len(parts) >= 3:
+            return f"{int(parts[2])} {months[int(parts[1]) - 1]} {parts[0]}"
+        if len(parts) == 2:
+            return f"{months[int(parts[1]) - 1]} {parts[0]}"
+    except (ValueError, IndexError):
+        return date
+    return parts[0]

@@ -1,0 +1,369 @@
+"""The index: Chroma (vectors, chunk and article records) and BM25, kept in step by one owner.
+
+Invariants, which every other module relies on:
+
+* An article is *committed* when its record exists; its chunks are the chunks whose
+  ``article_id`` and ``content_hash`` match that record. Only committed chunks are searchable:
+  BM25 holds exactly them, and dense hits outside BM25's set are dropped. So a write killed
+  half-way (chunks without a record, old chunks not yet removed) never shows in an answer.
+* Every write changes the store's *generation*, a token kept in Chroma itself, so every process
+  and every machine sharing a Chroma server sees it. A reader whose BM25 was built at another
+  generation rebuilds it from Chroma and, for embedded Chroma, reopens the client, whose vector
+  index is cached per process. Counting chunks is not enough: an update keeps the count.
+* Writes happen inside ``writing()``: under the home's write lock, the generation is marked
+  pending, chunks go in first, then records, then superseded chunks are removed; at the end BM25
+  is updated and saved under the lock and the generation committed. Leftovers of a killed write
+  are found by ``check()`` and removed by ``repair()`` (``cronaca doctor``), which also runs at
+  start when a write was interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from rag.config import Config
+from rag.embeddings import Embedder
+from rag.lexical import LexicalIndex
+from rag.models import Article, Chunk, Filters, StoredArticle
+from rag.store import Store, chunk_metadata, forget_embedded_client
+
+PENDING = "w:"  # generation prefix while a write is under way
+INTERRUPTED_AFTER = 600.0  # seconds: a pending write older than this on a shared server was killed
+
+
+class IndexBusy(RuntimeError):
+    """Another write holds the home's lock for longer than we were willing to wait."""
+
+
+@dataclass
+class Prepared:
+    """One article ready to write: chunked and embedded by ingest."""
+
+    article: Article
+    text_hash: str
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    is_update: bool = False
+    replaces: str = ""  # an older record of the same file (stored under its old text hash)
+
+
+@dataclass
+class Problem:
+    kind: str  # orphan_chunks | stale_chunks | missing_chunks | bm25 | interrupted
+    detail: str
+    article_id: str = ""
+    chunk_ids: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@dataclass
+class _Scan:
+    generation: str
+    rows: list[tuple[str, str, str, dict]]
+    problems: list[Problem]
+
+
+def _row(chunk_id: str, text: str, meta: dict[str, Any]) -> tuple[str, str, str, dict]:
+    """The one way a chunk becomes a BM25 row, for ingest and for a rebuild alike."""
+    return chunk_id, text, meta.get("lang") or "it", meta
+
+
+class Index:
+    CHECK_EVERY = 1.0  # seconds between a reader's generation checks
+
+    def __init__(self, config: Config, embedder: Embedder) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.home = Path(config.home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._store = Store(config, embedder)
+        suffix = config.collection
+        if config.chroma_host:
+            suffix = f"{config.chroma_host}_{config.chroma_port}_{suffix}"
+        self.lexical = LexicalIndex(self.home / f"bm25-{suffix}")
+        self._lock = FileLock(str(self.home / "ingest.lock"))
+        # who marks a write pending: this machine and home (other machines may share a server)
+        self._writer = hashlib.sha1(f"{socket.gethostname()}|{self.home.resolve()}".encode()).hexdigest()[:12]
+        self._sync_lock = threading.RLock()
+        self._checked = 0.0
+        self.problems: list[Problem] = []  # what the last full rebuild saw
+        self.sync()
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    # -- keeping in step ----------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """For readers, before each search: at most one generation read per CHECK_EVERY."""
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_EVERY:
+            return False
+        self._checked = now
+        return self.sync()
+
+    def sync(self, force: bool = False) -> bool:
+        """Rebuild BM25 (and reopen embedded Chroma) when the store moved on since we built it."""
+        with self._sync_lock:
+            generation = self._store.generation()
+            in_step = generation == self.lexical.stamp and (
+                generation or len(self.lexical) == self._store.count_chunks())
+            if in_step and not force:
+                return False
+            if not self.config.chroma_host:
+                self._reopen()
+                generation = self._store.generation()
+            scan = self._scan(generation)
+            self.lexical.rebuild(scan.rows, stamp=generation)
+            self.problems = scan.problems
+            self._save_if_free()
+            return True
+
+    def _reopen(self) -> None:
+        forget_embedded_client(self.config)
+        self._store = Store(self.config, self.embedder)
+
+    def _save_if_free(self) -> None:
+        """A reader saves its rebuilt BM25 only when no writer is busy: writers own the files."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            self.lexical.save()
+        finally:
+            self._lock.release()
+
+    def _scan(self, generation: str) -> _Scan:
+        """Walk every record and chunk: the committed rows, and whatever does not fit."""
+        records = {a.id: a for a in self._store.list_articles()}
+        rows: list[tuple[str, str, str, dict]] = []
+        orphans: dict[str, list[str]] = defaultdict(list)
+        stale: dict[str, list[str]] = defaultdict(list)
+        committed: Counter[str] = Counter()
+        for ids, docs, metas in self._store.iter_chunks():
+            for cid, doc, meta in zip(ids, docs, metas):
+                meta = meta or {}
+                aid = meta.get("article_id", "")
+                record = records.get(aid)
+                if record is None:
+                    orphans[aid].append(cid)
+                elif meta.get("content_hash") != record.content_hash:
+                    stale[aid].append(cid)
+                else:
+                    committed[aid] += 1
+                    rows.append(_row(cid, doc, meta))
+        problems = [Problem("orphan_chunks", f"{len(c)} chunk(s) of '{a}' have no article record "
+                            "(a write was interrupted)", a, c) for a, c in orphans.items()]
+        problems += [Problem("stale_chunks", f"{len(c)} chunk(s) of an older version of '{a}' were not "
+                             "removed", a, c) for a, c in stale.items()]
+        problems += [Problem("missing_chunks", f"article '{a}' has {committed[a]} of its {r.chunks} chunk(s)", a)
+                     for a, r in records.items() if committed[a] < max(1, r.chunks)]
+        return _Scan(generation, rows, problems)
+
+    def write_interrupted(self) -> bool:
+        """A pending generation that no live writer owns: a write was killed."""
+        generation = self._store.generation()
+        if not generation.startswith(PENDING):
+            return False
+        _, _, writer, started = (generation.split(":") + ["", "", "", "0"])[:4]
+        if writer != self._writer:  # another machine's write: only an old mark means it died
+            try:
+                return time.time() - float(started) > INTERRUPTED_AFTER
+            except ValueError:
+                return True
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        self._lock.release()
+        return True
+
+    # -- doctor -------------------------------------------------------------------------------
+
+    def check(self) -> list[Problem]:
+        """Everything inconsistent, now: leftovers in Chroma, and a BM25 out of step."""
+        with self._sync_lock:
+            generation = self._store.generation()
+            if not self.config.chroma_host:
+                self._reopen()
+            scan = self._scan(generation)
+            problems = list(scan.problems)
+            if self.write_interrupted():
+                problems.append(Problem("interrupted", "a write was interrupted before it finished"))
+            want = {r[0] for r in scan.rows}
+            have = set(self.lexical.ids)
+            if want != have or self.lexical.stamp != generation:
+                problems.append(Problem(
+                    "bm25", f"the BM25 index is out of step with Chroma ({len(have - want)} chunk(s) too "
+                    f"many, {len(want - have)} missing)"))
+            return problems
+
+    def repair(self, timeout: float = 60) -> tuple[list[str], list[str]]:
+        """Remove leftovers and rebuild BM25. Returns (what was done, ids of articles whose
+        chunks are missing: the caller re-indexes them from their stored text)."""
+        done: list[str] = []
+        reindex: list[str] = []
+        with self.writing(timeout=timeout) as w:
+            for problem in self._scan(self._store.generation()).problems:
+                if problem.kind in ("orphan_chunks", "stale_chunks"):
+                    self._store.delete_chunks(problem.chunk_ids)
+                    w.removed.extend(problem.chunk_ids)
+                    done.append(f"removed {len(problem.chunk_ids)} leftover chunk(s) of '{problem.article_id}'")
+                elif problem.kind == "missing_chunks":
+                    reindex.append(problem.article_id)
+            w.rebuild = True
+        if done or reindex:
+            done.append("rebuilt the BM25 index")
+        return done, reindex
+
+    # -- writes -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writing(self, timeout: float = 600) -> Iterator[_Writer]:
+        try:
+            self._lock.acquire(timeout=timeout)
+        except Timeout:
+            raise IndexBusy(f"another ingest is still running in {self.home}") from None
+        try:
+            with self._sync_lock:
+                self.sync()  # start from what is stored now, whoever wrote it
+                pending = f"{PENDING}{uuid.uuid4().hex}:{self._writer}:{int(time.time())}"
+                self._store.set_generation(pending)
+                writer = _Writer(self)
+                try:
+                    yield writer
+                finally:
+                    self._commit(writer, pending)
+        finally:
+            self._lock.release()
+
+    def _commit(self, writer: _Writer, pending: str) -> None:
+        """BM25 catches up with what was written (even after a failure: committed is committed),
+        then the generation moves on. Someone else wrote meanwhile? Then rebuild from Chroma."""
+        concurrent = self._store.generation() != pending
+        final = uuid.uuid4().hex
+        if writer.rebuild or concurrent:
+            self._store.set_generation(final)
+            if not self.config.chroma_host:
+                self._reopen()
+            scan = self._scan(final)
+            self.lexical.rebuild(scan.rows, stamp=final)
+            self.problems = scan.problems
+        else:
+            self.lexical.update(add=writer.added, remove=writer.removed)
+            self._store.set_generation(final)
+            self.lexical.stamp = final
+        self.lexical.save()
+
+    def delete(self, article_id: str, timeout: float = 600) -> bool:
+        with self.writing(timeout=timeout) as w:
+            return w.delete(article_id)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def committed(self, chunk_id: str) -> bool:
+        return chunk_id in self.lexical.article_map()
+
+    def dense(self, vector: np.ndarray, n: int, filters: Filters | None = None
+              ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        known = self.lexical.article_map()
+        return [r for r in self._store.dense_search(vector, n, filters) if r[0] in known]
+
+    def bm25(self, query: str, lang: str, n: int, filters: Filters | None = None) -> list[tuple[str, float]]:
+        f = filters or Filters()
+        return self.lexical.search(query, lang, n, f.since, f.until, f.source)
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        return self._store.get_chunks(ids)
+
+    def article_of(self, chunk_id: str) -> str:
+        return self.lexical.article_map().get(chunk_id, "")
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        return self.lexical.vocab
+
+    def article(self, article_id: str, with_text: bool = False) -> StoredArticle | None:
+        return self._store.get_article(article_id, with_text=with_text)
+
+    def articles(self, filters: Filters | None = None, with_text: bool = False) -> list[StoredArticle]:
+        return self._store.list_articles(filters, with_text=with_text)
+
+    def article_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return self._store.article_vectors(ids)
+
+    def existing(self, articles: Sequence[Article], text_hashes: Sequence[str]):
+        return self._store.existing(articles, text_hashes)
+
+    def counts(self) -> tuple[int, int]:
+        """(articles, chunks) in Chroma."""
+        return self._store.count_articles(), self._store.count_chunks()
+
+    def where(self) -> str:
+        return self._store.where()
+
+
+class _Writer:
+    """What a write may do, only inside ``Index.writing()``: BM25 changes are collected and
+    applied once when the block ends."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.added: list[tuple[str, str, str, dict]] = []
+        self.removed: list[str] = []
+        self.rebuild = False
+
+    def put(self, batch: Sequence[Prepared]) -> None:
+        """One write per collection for the whole batch: Chroma commits each call."""
+        if not batch:
+            return
+        store = self.index.store
+        ids, docs, metas, vectors, means = [], [], [], [], []
+        for p in batch:
+            base = chunk_metadata(p.article)
+            ids += [c.id for c in p.chunks]
+            docs += [c.text for c in p.chunks]
+            metas += [{**base, "chunk_index": c.index, "start": c.start, "end": c.end, "tokens": c.tokens}
+                      for c in p.chunks]
+            vectors.append(p.vectors)
+            mean = p.vectors.mean(axis=0)
+            means.append(mean / (np.linalg.norm(mean) or 1.0))
+        store.upsert_chunks(ids, np.vstack(vectors), docs, metas)
+        store.put_articles([p.article for p in batch], np.vstack(means), [p.text_hash for p in batch],
+                           [len(p.chunks) for p in batch])
+        self.added += [_row(i, d, m) for i, d, m in zip(ids, docs, metas)]
+        for p in batch:
+            if p.is_update:
+                stale = store.stale_chunk_ids(p.article.id, p.article.content_hash)
+                store.delete_chunks(stale)
+                self.removed += stale
+            if p.replaces:
+                self.delete(p.replaces)
+
+    def delete(self, article_id: str) -> bool:
+        """Record first: from then on the article is gone, even if a crash follows."""
+        store = self.index.store
+        if store.get_article(article_id) is None:
+            return False
+        ids = store.chunk_ids_of(article_id)
+        store.delete_records([article_id])
+        store.delete_chunks(ids)
+        self.removed += ids
+        return True
