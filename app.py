@@ -1,8 +1,9 @@
-"""cronaca web page: ``python app.py [--host 127.0.0.1] [--port 7860]``.
+"""cronaca: ``python app.py [--host 127.0.0.1] [--port 7860] [--refresh-every 15m]``.
 
-The page itself is ``rag.ui`` (so that ``cronaca serve`` from an installed package serves the same
-page); this file only starts it. Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (flags
-win), CRONACA_AUTH=user:password.
+The same as ``cronaca serve`` (``rag.server``): the page at ``/`` and the HTTP API in one
+process, kept here so that a clone of the repository starts with one obvious command.
+Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT / CRONACA_REFRESH_EVERY (flags win),
+CRONACA_AUTH=user:password for the page, CRONACA_API_KEY for the API.
 """
 
 from __future__ import annotations
@@ -12,56 +13,31 @@ import rag  # noqa: F401  (offline setup before gradio/chroma are imported)
 # isort: on
 
 import argparse
-import logging
-import os
 import sys
+from typing import Any
 
-from rag import page
-from rag.config import Config
-from rag.library import Library
-from rag.ui import App, build, ensure_sample, log, say, theme
-from rag.ui import safe_name as safe_name  # re-exported for tests and callers of the old module
+from rag.cli import build_parser
+from rag.cli import main as cli_main
+
+# names of the old module, for tests and callers; loaded on first use, so `--help` stays instant
+_MOVED = {"App": "rag.ui", "safe_name": "rag.uploads", "auth_from_env": "rag.server"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'app' has no attribute '{name}'")
+    import importlib
+
+    return getattr(importlib.import_module(_MOVED[name]), name)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="cronaca web page")
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1")
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT") or 7860))
-    return p.parse_args(argv)
-
-
-def auth_from_env() -> tuple[str, str] | None:
-    raw = os.environ.get("CRONACA_AUTH", "")
-    if not raw:
-        return None
-    user, sep, password = raw.partition(":")
-    if not sep or not user or not password:
-        raise SystemExit("CRONACA_AUTH must be user:password")
-    return user, password
+    """The options of ``cronaca serve``, with the same defaults."""
+    return build_parser().parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)
-    args = parse_args(argv)
-    auth = auth_from_env()
-    from rag.store import StoreError
-
-    try:
-        lib = Library(Config.load())
-    except (StoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    note = ensure_sample(lib)
-    app = App(lib, startup_note=note)
-    demo = build(app)
-    demo.queue()
-    say(f"pagina su http://{args.host}:{args.port}" + (" (con autenticazione)" if auth else ""))
-    demo.launch(server_name=args.host, server_port=args.port, auth=auth,
-                auth_message="cronaca: accesso riservato" if auth else None,
-                max_file_size=f"{app.config.max_file_mb:g}mb", theme=theme(), css=page.CSS,
-                head=page.HEAD, footer_links=["api"], show_error=False)
-    return 0
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -23,11 +23,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     r = sub.add_parser("run", help="run an eval set (JSONL or SQuAD .json/.json.gz)")
     r.add_argument("set", help="eval/sets/*.jsonl or a SQuAD file")
     r.add_argument("--corpus", help="folder to ingest (default data/sample; SQuAD sets bring their own)")
-    r.add_argument("--retrieval", default="hybrid", help="comma-separated modes: hybrid,dense,bm25")
+    r.add_argument("--retrieval", default="hybrid",
+                   help="comma-separated modes from rag.retrieval.MODES, compared side by side (first = answer mode)")
     r.add_argument("--k", type=int, default=5, help="passages given to the answerer, and recall@k")
-    r.add_argument("--limit", type=int, help="sample this many cases")
+    r.add_argument("--limit", type=int, help="sample this many cases (with --foreign: answerable cases)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-articles", type=int, help="SQuAD: keep only the first N articles")
+    r.add_argument("--split", choices=("dev", "held", "all"), default="all",
+                   help="run one half of a set with splits (natural.jsonl); 'all' reports both side by side")
+    r.add_argument("--foreign", type=int, metavar="N",
+                   help="SQuAD: corpus = half the articles (by --seed), plus N unanswerable questions "
+                        "from the other half")
     r.add_argument("--out", help="output folder (default eval/runs/<timestamp>)")
     r.add_argument("--json", action="store_true", help="print the aggregate as JSON on the last line")
     r.add_argument("--answers", action=argparse.BooleanOptionalAction, default=True,
@@ -71,6 +77,7 @@ def _thresholds(items: list[str]) -> dict[str, float]:
 
 def cmd_run(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from eval import report, runner
@@ -86,7 +93,12 @@ def cmd_run(args) -> int:
         return 2
     thresholds = _thresholds(args.fail_under)
     started = datetime.now(timezone.utc)
-    evalset = load_set(args.set, limit=args.limit, seed=args.seed, max_articles=args.max_articles)
+    try:
+        evalset = load_set(args.set, limit=args.limit, seed=args.seed, max_articles=args.max_articles,
+                           split=args.split, foreign=args.foreign)
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        return 2
     if evalset.records is not None:
         if args.corpus:
             err.print("[yellow]--corpus ignored: a SQuAD set brings its own paragraphs[/yellow]")
@@ -129,6 +141,7 @@ def cmd_run(args) -> int:
     config = {
         "set": str(args.set), "corpus": str(corpus), "retrieval": modes, "k": args.k,
         "limit": args.limit, "seed": args.seed, "max_articles": args.max_articles,
+        "split": args.split, "foreign": args.foreign,
         "answers": args.answers, "judge": judge,
         "answerer": f"llm {lib.config.llm_model}" if lib.config.llm_configured else "extractive",
         "embedder": store_info["embedder"], "chunk_tokens": lib.config.chunk_tokens,
@@ -139,13 +152,17 @@ def cmd_run(args) -> int:
     run = {
         "created": started.isoformat(timespec="seconds"), "config": config, "store": store_info,
         "n_cases": len(evalset.cases), "n_retrieval_cases": n_ret,
-        "aggregate": result.aggregate, "hitk": result.hitk, "extra": result.extra, "cases": result.cases,
+        "aggregate": result.aggregate, "splits": result.splits, "by_type": result.by_type,
+        "hitk": result.hitk, "extra": result.extra, "selection": evalset.info, "cases": result.cases,
     }
     (outdir / "run.json").write_text(json.dumps(run, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     report.write_markdown(outdir / "report.md", run)
     report.write_plot(outdir / "hitk.png", result.hitk)
 
-    out.print(report.table(result.aggregate, title=f"{evalset.name}: {len(evalset.cases)} cases"))
+    out.print(report.table(report.side_by_side(result.aggregate, result.splits),
+                           title=f"{evalset.name}: {len(evalset.cases)} cases"))
+    if result.by_type:
+        out.print(report.type_table(result.by_type, title=f"by type ({modes[0]})"))
     out.print(f"written to {outdir}/ (run.json, report.md, hitk.png)")
     status = 0
     first = result.aggregate[modes[0]]
@@ -159,7 +176,10 @@ def cmd_run(args) -> int:
             status = 1
     if args.json:
         sys.stdout.flush()
-        print(json.dumps({"cases": len(evalset.cases), "modes": result.aggregate}, ensure_ascii=False))
+        line = {"cases": len(evalset.cases), "modes": result.aggregate}
+        if result.splits:
+            line["splits"] = result.splits
+        print(json.dumps(line, ensure_ascii=False))
     return status
 
 
@@ -189,18 +209,27 @@ def cmd_show(args) -> int:
     if path.is_dir() and (path / "run.json").is_file() or path.name == "run.json":
         run = report.load_run(path)
         agg, n = run["aggregate"], run["n_cases"]
+        splits, by_type = run.get("splits") or {}, run.get("by_type") or {}
     elif partial.is_file() and partial.suffix == ".jsonl":
         rows = [json.loads(line) for line in partial.read_text(encoding="utf-8").splitlines() if line]
         modes = list(rows[0]["modes"]) if rows else []
         answers = bool(rows) and "answer" in rows[0]["modes"][modes[0]]
         agg, _ = runner.aggregate_cases(rows, modes, answers)
+        splits = runner.split_aggregates(rows, modes, answers)
+        by_type = runner.type_breakdown(rows, modes[0]) if answers else {}
         n = len(rows)
     else:
         print(f"no run.json or cases.partial.jsonl at {path}", file=sys.stderr)
         return 2
-    Console().print(report.table(agg, title=f"{path}: {n} cases"))
+    console = Console()
+    console.print(report.table(report.side_by_side(agg, splits), title=f"{path}: {n} cases"))
+    if by_type:
+        console.print(report.type_table(by_type, title="by type (answer mode)"))
     if args.json:
-        print(json.dumps({"cases": n, "modes": agg}, ensure_ascii=False))
+        line = {"cases": n, "modes": agg}
+        if splits:
+            line["splits"] = splits
+        print(json.dumps(line, ensure_ascii=False))
     return 0
 
 

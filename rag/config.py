@@ -41,6 +41,7 @@ class Config:
     llm_model: str = field(default="gpt-4o-mini", metadata={"env": "CRONACA_LLM_MODEL"})
     llm_timeout: float = field(default=60.0, metadata={"env": "CRONACA_LLM_TIMEOUT"})
     llm_retries: int = field(default=2, metadata={"env": "CRONACA_LLM_RETRIES"})
+    llm_deadline: float = field(default=90.0, metadata={"env": "CRONACA_LLM_DEADLINE"})
     llm_temperature: float = field(default=0.1, metadata={"env": "CRONACA_LLM_TEMPERATURE"})
     context_tokens: int = field(default=3000, metadata={"env": "CRONACA_CONTEXT_TOKENS"})
     model_context_tokens: int = field(default=8192, metadata={"env": "CRONACA_MODEL_CONTEXT"})

@@ -1,22 +1,31 @@
 """Follow-up questions → one standalone question that retrieval can answer on its own.
 
-With a language model the last message is rewritten (prompt ``prompts/rewrite_system.txt``).
-Without one, a deterministic rule: an elliptical follow-up ("e la Juventus?", "what about
-Milan?", "invece il Napoli?") is appended to the last full question the user asked, so
-"Quali club vogliono Ancelotti?" + "e la Juventus?" → "Quali club vogliono Ancelotti? Juventus".
-Anything else is returned unchanged.
+With a language model, the conversation and the last message go to ``prompts/rewrite_*``. Without
+one, deterministic rules carry the entity of the previous turns into the follow-up:
+
+* a pronoun takes the name it stands for: "e chi lo ha sostituito al Real Madrid?" after
+  "Ancelotti dove va?" → "Chi ha sostituito Ancelotti al Real Madrid?"; "did he score?" →
+  "did Kvaratskhelia score?";
+* an elliptical follow-up with a name replaces the previous question's name of the same kind
+  (Italian clubs and places take an article, people do not): "Chi allena la Roma?" + "e il
+  Milan?" → "Chi allena il Milan?"; when nothing matches, it is added to the previous question;
+* a follow-up that names nothing gets the previous question's topic: "chi ha segnato?" after
+  "Com'è finita la finale di Champions?" → "Chi ha segnato? (la finale di Champions)".
+
+A message that names what it asks about is returned unchanged.
 """
 
 from __future__ import annotations
 
 import re
 
+from rag.question import analyse, names_in
+
 # connectives that open an elliptical follow-up, longest first
 _LEADS = (
-    "what about", "how about", "and what about", "e invece", "ed invece", "e per", "e su",
+    "and what about", "what about", "how about", "e invece", "ed invece", "e per", "e su",
     "invece", "anche", "and", "e", "ed",
 )
-# words dropped at the start of the remaining fragment ("e la Juventus?" → "Juventus")
 _DROP = {
     "il", "lo", "la", "i", "gli", "le", "l", "un", "una", "uno", "del", "dello", "della", "dei",
     "degli", "delle", "per", "su", "sul", "sullo", "sulla", "sui", "sugli", "sulle", "di", "a",
@@ -27,8 +36,18 @@ _QUESTION_WORDS = {
     "perche", "perchè", "quanto", "quanti", "quante", "quanta", "who", "what", "when", "where",
     "why", "which", "how", "whom", "whose", "is", "are", "does", "did", "do", "can",
 }
-_WORD = re.compile(r"[\w']+", re.UNICODE)
+_WORD = re.compile(r"[\w'’]+", re.UNICODE)
+_CLITIC = re.compile(r"\b(?:lo|la|li|le|gli)\s+(ha|hanno|aveva|avevano|avrà|avranno)\s+(\w+)|"
+                     r"\bl['’](ha|hanno|aveva|avevano|avrà|avranno)\s+(\w+)", re.I)
+_EN_PERSON = re.compile(r"\b(he|him|she)\b", re.I)
+_EN_POSSESSIVE = re.compile(r"\b(his)\b", re.I)
+_IT_PERSON = re.compile(r"\b(lui|lei)\b", re.I)
+_NOUN_START = re.compile(r"(?:^|\s)(?=(?:il|lo|la|i|gli|le|l['’]|un|una|uno|the|a|an)\s|l['’]\w|[A-ZÀ-Ý])")
+_TRAILING = re.compile(r"[\s,]*(adesso|ora|ancora|oggi|attualmente|now|currently|still|today|invece|instead|"
+                       r"allora)\s*$", re.I)
 MAX_ELLIPTICAL_WORDS = 4
+_TOPIC_END = re.compile(r"\s(?:" + "|".join(sorted(_QUESTION_WORDS - {"is", "are", "do", "does", "did", "can"}))
+                        + r")\b", re.I)
 
 
 def _words(text: str) -> list[str]:
@@ -36,7 +55,6 @@ def _words(text: str) -> list[str]:
 
 
 def _lead(message: str) -> str | None:
-    """The connective the message starts with, if any."""
     low = " ".join(_words(message))
     for lead in _LEADS:
         if low == lead or low.startswith(lead + " "):
@@ -56,44 +74,173 @@ def is_elliptical(message: str) -> bool:
 
 
 def _fragment(message: str) -> str:
-    """What the follow-up adds: the message without its connective and leading articles."""
+    """What the follow-up adds: the message without its connective (articles kept)."""
     text = message.strip().replace("’", "'")
     lead = _lead(text)
     if lead:
-        # remove the same number of words as the connective has, keeping original casing
         for _ in lead.split():
             text = re.sub(r"^\s*[\w']+[\s,]*", "", text, count=1)
+    text = text.strip().rstrip("?!.;, ").strip()
+    return _TRAILING.sub("", text)
+
+
+def _bare(fragment: str) -> str:
+    """The fragment without leading articles and prepositions: "la Juventus" → "Juventus"."""
+    text = fragment
     while True:
         m = re.match(r"^\s*([\w]+)(?:'|\s+)", text)
         if not m or m.group(1).lower() not in _DROP:
-            break
+            return text.strip()
         text = text[m.end():]
-    text = text.strip().rstrip("?!.;, ").strip()
-    # a trailing "invece"/"instead" adds nothing
-    text = re.sub(r"[\s,]+(invece|instead|allora)$", "", text, flags=re.IGNORECASE)
-    return text
+
+
+def _user_turns(history: list[tuple[str, str]]) -> list[str]:
+    return [u.strip() for u, _ in history if u and u.strip()]
 
 
 def _previous_question(history: list[tuple[str, str]]) -> str:
-    """The user's last full (non-elliptical) question, or the first one asked."""
-    users = [u for u, _ in history if u and u.strip()]
+    """The user's last question that names something (else the last full one, else the first)."""
+    users = _user_turns(history)
+    for user in reversed(users):
+        if analyse(user).names and not is_elliptical(user):
+            return user
     for user in reversed(users):
         if not is_elliptical(user):
-            return user.strip()
-    return users[0].strip() if users else ""
+            return user
+    return users[0] if users else ""
+
+
+def _topic(question: str) -> str:
+    """What a question is about: from its first noun phrase or name to the end, without the
+    question mark or trailing adverbs ("Com'è finita la finale di Champions?" → "la finale di
+    Champions")."""
+    text = question.strip().rstrip("?!. ")
+    starts = [_article_start(text, s) for _n, s, _e, _a in names_in(text)]
+    m = re.search(r"(?:^|\s)((?:il|lo|la|i|gli|le|un|una|uno|the|an?)\s|l['’]\w)", text, re.I)
+    if m and m.start(1) > 0:
+        starts.append(m.start(1))
+    topic = text[min(starts):] if starts else text
+    cut = _TOPIC_END.search(topic)
+    if cut:  # "Kvaratskhelia dove gioca adesso" is about Kvaratskhelia
+        topic = topic[: cut.start()]
+    return _TRAILING.sub("", topic).strip()
+
+
+def _carried(history: list[tuple[str, str]], message: str) -> list[tuple[str, bool]]:
+    """Names of the latest turns (newest first) that the message does not use, each with its
+    article when it had one ("la Coppa Italia"): (phrase, has article)."""
+    present = {n.lower() for n, *_ in names_in(message)}
+    out: list[tuple[str, bool]] = []
+    for user in reversed(_user_turns(history)[-3:]):
+        for name, s, e, article in names_in(user):
+            phrase = user[_article_start(user, s):e] if article else name
+            if name.lower() not in present and phrase not in [n for n, _ in out]:
+                out.append((phrase, article))
+    return out
+
+
+def _person(carried: list[tuple[str, bool]]) -> str | None:
+    """The first name without an article: in Italian, a person."""
+    return next((n for n, article in carried if not article), carried[0][0] if carried else None)
+
+
+def _capitalise(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def rule_rewrite(history: list[tuple[str, str]], message: str) -> str:
-    message = message.strip()
-    if not history or not is_elliptical(message):
+    message = " ".join(message.split())
+    if not history or not message:
         return message
     previous = _previous_question(history)
+    if not previous:
+        return message
+    lead = _lead(message)
+    if is_elliptical(message) and not (lead and set(_words(_fragment(message))) & _QUESTION_WORDS):
+        return _elliptical(previous, message)
+    if lead:  # "e chi lo ha sostituito?" is a question of its own, with a pronoun
+        message = _fragment(message) + "?"
+    asked = analyse(message)
+    carried = _carried(history, message)
+    if not carried:
+        topic = _topic(previous)
+        if asked.names or not topic:
+            return _capitalise(message)
+        return f"{_capitalise(message.rstrip('?'))}? ({topic})"
+    text, used = _resolve_pronouns(message, carried)
+    if used:
+        rest = [n for n, _ in carried if n not in used and n.lower() not in text.lower()][:1]
+        text = _capitalise(text)
+        return f"{text} ({rest[0]})" if rest else text
+    if asked.names:  # it names what it asks about: a question of its own
+        return _capitalise(message)
+    topic = _topic(previous)
+    return f"{_capitalise(message.rstrip('?'))}? ({topic})" if topic else message
+
+
+def _resolve_pronouns(message: str, carried: list[tuple[str, bool]]) -> tuple[str, list[str]]:
+    """Put the carried name where a pronoun stands; returns the text and the names used."""
+    text = re.sub(r"^\s*(?:e|ed|and)\s+", "", message, flags=re.I)
+    person = _person(carried)
+    if person is None:
+        return text, []
+    m = _CLITIC.search(text)
+    if m:  # "chi lo ha sostituito" → "chi ha sostituito Ancelotti"
+        aux, verb = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        return text[: m.start()] + f"{aux} {verb} {person}" + text[m.end():], [person]
+    for pattern, form in ((_EN_PERSON, person), (_EN_POSSESSIVE, f"{person}'s"), (_IT_PERSON, person)):
+        if pattern.search(text):
+            return pattern.sub(form, text, count=1), [person]
+    return text, []
+
+
+def _elliptical(previous: str, message: str) -> str:
     fragment = _fragment(message)
-    if not previous or not fragment:
+    if not fragment:
         return message
     if not previous.endswith(("?", ".", "!")):
         previous += "?"
-    return f"{previous} {fragment}"
+    new = names_in(fragment)
+    if new:
+        name, _s, _e, article = new[0]
+        spans = [(s, e, art) for _n, s, e, art in names_in(previous)]
+        english = analyse(previous).lang != "it"
+        same_language = english == bool(re.match(r"\s*(what|how|and)\b", message, re.I))
+        target = _same_kind(previous, spans, article or fragment[:1].islower(), english,
+                            connective=_lead(message) is not None) if same_language else None
+        if target is not None:
+            s, e = target
+            if english:  # "the Inter manager" → "the Juventus manager": keep the article
+                return previous[:s] + _bare(fragment) + previous[e:]
+            return previous[:_article_start(previous, s)] + fragment + previous[e:]
+        return f"{previous} {_bare(fragment)}"
+    if analyse(fragment).kind in ("what", "yesno"):  # a noun phrase ("la partita dopo"): add it
+        return f"{previous} {fragment}"
+    topic = _topic(previous)  # a question of its own ("dopo che ruolo ha"): give it the topic
+    return f"{_capitalise(fragment)}? ({topic})"
+
+
+def _same_kind(previous: str, spans: list[tuple[int, int, bool]], with_article: bool,
+               english: bool, connective: bool = True) -> tuple[int, int] | None:
+    """The previous question's name that the follow-up's name replaces. In Italian, a name with
+    an article for one with an article (a club for a club), a bare one for a bare one (a person
+    for a person); in English, a name used like a team ("the Inter manager", "Inter's", "at
+    Inter")."""
+    for s, e, article in spans:
+        if english:
+            team = re.search(r"\b(the|at|for|against|of)\s+$", previous[max(0, s - 9):s], re.I) or \
+                re.match(r"['’]s\b", previous[e:e + 2])
+            if team:
+                return s, e
+        elif article == with_article and (article or connective):
+            return s, e  # a bare name replaces a person only after "e ..." ("e Mourinho?")
+    return None
+
+
+def _article_start(text: str, name_start: int) -> int:
+    """Where the article before a name begins ("la Roma", "l'Inter", "the Inter"), if any."""
+    m = re.search(r"(?:\b(?:il|lo|la|i|gli|le|the)\s+|\bl['’])$", text[:name_start], re.I)
+    return m.start() if m else name_start
 
 
 def _transcript(history: list[tuple[str, str]], max_turns: int = 4, max_chars: int = 600) -> str:
@@ -110,7 +257,7 @@ def standalone_question(history: list[tuple[str, str]], message: str, llm=None) 
     """``message`` as a question that needs no conversation to be understood.
 
     ``history`` is the list of (user, assistant) turns before ``message``. ``llm`` is an
-    ``rag.llm.LLM``; when it fails (or answers nothing usable) the deterministic rule is used.
+    ``rag.llm.LLM``; when it fails (or answers nothing usable) the deterministic rules are used.
     """
     message = message.strip()
     if not history or not message:
@@ -120,11 +267,12 @@ def standalone_question(history: list[tuple[str, str]], message: str, llm=None) 
     from rag.llm import LLMError
     from rag.prompts import render
 
+    lang = analyse(message).lang
     try:
-        system = render(llm.config.prompts_dir, "rewrite_system")
         messages = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": f"{_transcript(history)}\n\nUltimo messaggio: {message}"},
+            {"role": "system", "content": render(llm.config.prompts_dir, "rewrite_system", lang)},
+            {"role": "user", "content": render(llm.config.prompts_dir, "rewrite_user", lang,
+                                               transcript=_transcript(history), message=message)},
         ]
         rewritten = llm.complete(messages, max_tokens=120).strip().strip('"«»').strip()
     except (LLMError, OSError):

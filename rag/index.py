@@ -116,7 +116,12 @@ class Index:
         if now - self._checked < self.CHECK_EVERY:
             return False
         self._checked = now
-        return self.sync()
+        if not self._sync_lock.acquire(blocking=False):
+            return False  # a write or a resync is under way here: read what is committed
+        try:
+            return self.sync()
+        finally:
+            self._sync_lock.release()
 
     def sync(self, force: bool = False) -> bool:
         """Rebuild BM25 (and reopen embedded Chroma) when the store moved on since we built it."""
@@ -292,6 +297,16 @@ class Index:
 
     def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         return self._store.get_chunks(ids)
+
+    def chunks_of(self, article_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """One article's committed chunks, in article order: (chunk id, text, metadata)."""
+        record = self._store.get_article(article_id)
+        if record is None:
+            return []
+        got = self._store.get_chunks(self._store.chunk_ids_of(article_id))
+        rows = [(cid, text, meta) for cid, (text, meta) in got.items()
+                if meta.get("content_hash") == record.content_hash]
+        return sorted(rows, key=lambda r: int(r[2].get("chunk_index") or 0))
 
     def article_of(self, chunk_id: str) -> str:
         return self.lexical.article_map().get(chunk_id, "")

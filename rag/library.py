@@ -17,7 +17,7 @@ from rag.config import Config
 from rag.embeddings import Embedder, make_embedder
 from rag.index import Index, Problem
 from rag.ingest import IngestReport, Progress, collect, ingest_articles, ingest_paths
-from rag.models import Answer, Article, StoredArticle
+from rag.models import Answer, Article, Chunk, StoredArticle
 from rag.parsing import IngestError
 from rag.retrieval import Retrieval, Retriever
 from rag.streams import Stream
@@ -75,12 +75,13 @@ class Library:
         return ingest_articles(list(articles), config=self.config, embedder=self.embedder, index=self.index,
                                errors=errors, progress=progress)
 
-    def ingest_uploads(self, uploads: Iterable[Upload], progress: Progress | None = None) -> IngestReport:
+    def ingest_uploads(self, uploads: Iterable[Upload], progress: Progress | None = None,
+                       lock_timeout: float = 600) -> IngestReport:
         """Files sent by the page or the API: refused ones get an error line, accepted ones are
         kept under CRONACA_HOME/uploads when anything from them was stored."""
         batch = stage(uploads, self.home, self.config.max_file_bytes)
         report = ingest_paths(batch.paths, config=self.config, embedder=self.embedder, index=self.index,
-                              progress=progress)
+                              progress=progress, lock_timeout=lock_timeout)
         report.errors = [IngestError(batch.local(e.path), e.reason, e.line) for e in [*batch.errors, *report.errors]]
         report.failed += len(batch.errors)
         report.notes = [batch.local(n) for n in report.notes]
@@ -187,8 +188,15 @@ class Library:
     def article(self, article_id: str) -> StoredArticle | None:
         return self.index.article(article_id, with_text=True)
 
-    def delete(self, article_id: str) -> bool:
-        return self.index.delete(article_id)
+    def chunks_of(self, article_id: str) -> list[Chunk]:
+        """One article's chunks as the index holds them, in order (the page's article view)."""
+        return [Chunk(id=cid, article_id=article_id, index=int(meta.get("chunk_index") or 0), text=text,
+                      start=int(meta.get("start") or 0), end=int(meta.get("end") or 0),
+                      tokens=int(meta.get("tokens") or 0))
+                for cid, text, meta in self.index.chunks_of(article_id)]
+
+    def delete(self, article_id: str, lock_timeout: float = 600) -> bool:
+        return self.index.delete(article_id, timeout=lock_timeout)
 
     def doctor(self, repair: bool = False) -> DoctorReport:
         report = DoctorReport(problems=self.index.check())

@@ -155,6 +155,8 @@ class Answer:
     notice: str = ""  # e.g. "assembled without a language model", or why we fell back
     usage: dict[str, int] = field(default_factory=dict)
     standalone_question: str = ""
+    truncated: bool = False  # the model did not finish the answer (length limit, cut stream, deadline)
+    uncited: bool = False  # an LLM answer, not declined, with no valid citation at all
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +172,8 @@ class Answer:
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "declined": self.declined,
+            "truncated": self.truncated,
+            "uncited": self.uncited,
             "notice": self.notice,
             "usage": self.usage,
         }

@@ -33,7 +33,8 @@ class IngestError:
     line: int | None = None
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
+        path = display_path(self.path)
+        where = f"{path}:{self.line}" if self.line else path
         return f"{where}: {self.reason}"
 
 
@@ -61,8 +62,29 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, IngestError 
                     yield child, None
         elif path.is_file():
             yield path, None
+        elif path.exists():  # a FIFO or a device: reading it could block the batch forever
+            yield path, IngestError(str(path), "not a regular file")
         else:
             yield path, IngestError(str(path), "no such file or folder")
+
+
+def display_path(path: str | Path) -> str:
+    """A file name that can always be printed and stored.
+
+    A name that is not valid UTF-8 reaches Python with surrogate escapes, which no UTF-8 stream
+    (a terminal, JSON output, Chroma metadata) accepts. Its odd bytes become ``\\xNN`` instead: still
+    recognisable, and still one name per file, so re-ingesting the file finds its earlier version.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file system produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def check_file(name: str, size: int, max_bytes: int) -> None:
@@ -123,19 +145,50 @@ def parse_file(path: Path, max_bytes: int = 10 * 1024 * 1024) -> Parsed:
             out.articles.append(from_txt(text, path))
     except ItemError as exc:
         out.errors.append(IngestError(name, str(exc)))
+    except RecursionError:  # a parser we do not own (trafilatura, lxml) on pathological nesting
+        out.errors.append(IngestError(name, "nested too deeply to read"))
     return out
 
 
+# Byte-order marks, longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
+    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16"),
+)
+MIN_PRINTABLE = 0.95
+BINARY = "binary file, not text"  # one wording, whatever gave it away (front-ends and tests match it)
+
+
 def decode(raw: bytes) -> str:
-    if b"\x00" in raw[:8192]:
-        raise ItemError("binary file, not text")
+    """Bytes to text, or an ``ItemError`` saying why the file is not text.
+
+    A byte-order mark decides the encoding before anything else: UTF-16 and UTF-32 text is full of
+    NUL bytes, so the binary check must come after it. Without a mark, a NUL byte anywhere means
+    the file is not text (no text encoding we accept produces one), and after any decoding a NUL
+    character does too: such a file is refused whole, never stored with the NUL removed, because a
+    file that holds one usually holds other binary data as well.
+    """
+    for mark, codec, name in _BOMS:
+        if raw.startswith(mark):
+            try:
+                text = raw[len(mark):].decode(codec)
+            except UnicodeDecodeError as exc:
+                raise ItemError(f"cannot decode: the file starts with a {name} byte-order mark but is not "
+                                f"valid {name} (at byte {exc.start + len(mark)})") from None
+            _refuse_binary(text)
+            return text
+    if b"\x00" in raw:
+        raise ItemError(BINARY)
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
     try:  # legacy Italian and English files are nearly always Windows-1252
         text = raw.decode("cp1252")
-        if sum(c.isprintable() or c in "\n\t\r" for c in text) / max(1, len(text)) > 0.99:
+        if _printable_ratio(text, "\n\t\r") > 0.99:
             return text
     except UnicodeDecodeError:
         pass
@@ -145,10 +198,17 @@ def decode(raw: bytes) -> str:
     if best is None or best.encoding is None:
         raise ItemError("cannot decode: not UTF-8 and no other text encoding fits")
     text = str(best)
-    printable = sum(c.isprintable() or c in "\n\t" for c in text) / max(1, len(text))
-    if printable < 0.95:
-        raise ItemError("binary file, not text")
+    _refuse_binary(text)
     return text
+
+
+def _refuse_binary(text: str) -> None:
+    if "\x00" in text or _printable_ratio(text, "\n\t\r") < MIN_PRINTABLE:
+        raise ItemError(BINARY)
+
+
+def _printable_ratio(text: str, allowed: str) -> float:
+    return sum(c.isprintable() or c in allowed for c in text) / max(1, len(text))
 
 
 def _load_json(text: str) -> Any:
@@ -174,19 +234,46 @@ def from_txt(text: str, path: Path) -> Article:
 
 
 _FRONT_MATTER = re.compile(r"^\s*---\s*\n(.*?)\n---\s*(?:\n|$)", re.S)
+FRONT_MATTER_MAX_CHARS = 64 * 1024
+FRONT_MATTER_MAX_DEPTH = 5
+
+
+def front_matter(block: str) -> dict[str, Any]:
+    """The YAML between the ``---`` fences, as text values, within limits checked before loading.
+
+    PyYAML's parser is a state machine but its composer recurses once per nesting level, so a
+    title of 500 ``[`` used to raise RecursionError out of the parser and abort a whole batch.
+    The events are walked first (no recursion) to refuse anything nested deeper than a few
+    levels; front matter holds a title, a date and a source, not a document.
+    """
+    if len(block) > FRONT_MATTER_MAX_CHARS:
+        raise ItemError(f"front matter too large (more than {FRONT_MATTER_MAX_CHARS // 1024} KB)")
+    too_deep = ItemError(f"front matter nested too deeply (more than {FRONT_MATTER_MAX_DEPTH} levels)")
+    try:
+        depth = 0
+        for event in yaml.parse(block, Loader=yaml.BaseLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > FRONT_MATTER_MAX_DEPTH:
+                    raise too_deep
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        meta = yaml.load(block, Loader=yaml.BaseLoader) or {}  # values stay text
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise ItemError(f"malformed front matter{f' (line {line + 2})' if line is not None else ''}") from exc
+    except RecursionError:  # the walk above should make this unreachable; a batch must not stop
+        raise too_deep from None
+    if not isinstance(meta, dict):
+        raise ItemError("front matter is not a mapping of keys to values")
+    return meta
 
 
 def from_markdown(text: str, path: Path) -> Article:
     meta: dict[str, Any] = {}
     match = _FRONT_MATTER.match(text)
     if match:
-        try:
-            meta = yaml.load(match.group(1), Loader=yaml.BaseLoader) or {}  # values stay text
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", None)
-            raise ItemError(f"malformed front matter{f' (line {line + 2})' if line is not None else ''}") from exc
-        if not isinstance(meta, dict):
-            raise ItemError("front matter is not a mapping of keys to values")
+        meta = front_matter(match.group(1))
         text = text[match.end():]
     title = meta.get("title")
     lines = text.strip().split("\n")
@@ -288,7 +375,7 @@ def make_article(
         source=source,
         url=url,
         lang=lang,
-        path=where or str(path),
+        path=display_path(where or str(path)),
         content_hash=content_hash,
     )
 
@@ -304,7 +391,7 @@ def text_hash(article: Article) -> str:
 
 def derive_title(text: str, lang: str) -> str:
     """First line when it reads as a headline, else the first sentence, cut at a word."""
-    first_line = text.split("\n", 1)[0].strip()
+    first_line = text[: TITLE_MAX * 8].split("\n", 1)[0].strip()  # a 10 MB one-line file has no title line
     spans = sentence_spans(first_line, lang)
     candidate = first_line if len(first_line) <= TITLE_MAX and len(spans) <= 1 else (
         first_line[spans[0][0]:spans[0][1]] if spans else first_line

@@ -1,6 +1,7 @@
 """Prompt templates are text files in prompts/, so wording changes need no code change.
 
 Templates use ``$name`` placeholders (string.Template): braces in article text stay harmless.
+The few sentences an answer says about itself (cut off, uncited) live here too, by language.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from string import Template
 
 from rag.chunking import count_tokens
+from rag.llm import DEADLINE
 from rag.models import Hit
 
 
@@ -31,6 +33,38 @@ def render(directory: Path, name: str, lang: str | None = None, **values: object
     return Template(_read(str(directory), full)).safe_substitute(
         {k: str(v) for k, v in values.items()}
     )
+
+
+# What an answer says about itself, in the answer's language. Short fixed sentences, not prompt
+# templates: the model never sees them.
+_NOTICES = {
+    "length": {"it": "La risposta è stata interrotta dal modello (limite di lunghezza).",
+               "en": "The answer was cut off by the model (length limit)."},
+    "unfinished": {"it": "La risposta è stata interrotta: il modello ha chiuso il flusso senza concluderla.",
+                   "en": "The answer was cut off: the model's stream ended before the answer was finished."},
+    "deadline": {"it": "La risposta è stata interrotta: il modello non l'ha finita entro il tempo massimo "
+                       "($seconds s).",
+                 "en": "The answer was cut off: the model did not finish it within the time limit ($seconds s)."},
+    "other": {"it": "La risposta è stata interrotta dal modello ($reason).",
+              "en": "The answer was cut off by the model ($reason)."},
+    "uncited": {"it": "Nessuna affermazione di questa risposta è collegata a una fonte.",
+                "en": "No statement in this answer is linked to a source."},
+}
+
+
+def notice(kind: str, lang: str, **values: object) -> str:
+    return Template(_NOTICES[kind][template_lang(lang)]).safe_substitute({k: str(v) for k, v in values.items()})
+
+
+def truncation_notice(finish_reason: str, lang: str, deadline_seconds: float) -> str:
+    """Why the answer is incomplete, from how its stream ended (see ``rag.llm.Usage``)."""
+    if finish_reason == "length":
+        return notice("length", lang)
+    if finish_reason == DEADLINE:
+        return notice("deadline", lang, seconds=f"{deadline_seconds:g}")
+    if not finish_reason:
+        return notice("unfinished", lang)
+    return notice("other", lang, reason=finish_reason)
 
 
 def fence(text: str) -> str:

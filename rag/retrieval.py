@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rag.config import Config
 from rag.embeddings import Embedder
 from rag.index import Index
@@ -28,6 +30,7 @@ class Retrieval:
     hits: list[Hit]
     timings_ms: dict[str, float] = field(default_factory=dict)
     lang: str = "it"
+    vector: np.ndarray | None = None  # the question's embedding, for the answerer to reuse
 
 
 def rrf(rankings: dict[str, list[str]], k: int = 60) -> dict[str, float]:
@@ -101,6 +104,7 @@ class Retriever:
         lang = detect_lang(question)
         self.index.refresh()
         rankings: dict[str, list[str]] = {}
+        vector = None
         found: dict[str, tuple[str, dict]] = {}
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
@@ -151,4 +155,4 @@ class Retriever:
         if collapse_duplicates:
             hits = collapse(hits)
         timings["fusion"] = (time.perf_counter() - t) * 1000
-        return Retrieval(hits=hits[:k], timings_ms=timings, lang=lang)
+        return Retrieval(hits=hits[:k], timings_ms=timings, lang=lang, vector=vector)

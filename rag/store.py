@@ -302,7 +302,8 @@ class Store:
         if not ids:
             return {}
         got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
-        return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        # a chunk deleted by another process since our last sync comes back empty: it is gone
+        return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]) if m is not None}
 
     @_guarded
     def dense_search(
@@ -319,4 +320,5 @@ class Store:
             for cid, dist, doc, meta in zip(
                 res["ids"][0], res["distances"][0], res["documents"][0], res["metadatas"][0]
             )
+            if meta is not None  # deleted by another process since this client loaded its index
         ]

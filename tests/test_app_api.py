@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -103,17 +104,20 @@ def test_sources_cards_escaped_and_anchored():
 
 
 def test_answer_html_shows_rewritten_question_and_notice():
-    ans = Answer(question="Chi vuole Ancelotti? Juventus", text="Nessuno [1].", mode="extractive",
-                 model="extractive", citations=[_cit()], notice="Risposta estrattiva.")
+    ans = Answer(question="e la Juventus?", standalone_question="Chi vuole Ancelotti? Juventus", text="Nessuno [1].",
+                 mode="extractive", model="extractive", citations=[_cit()], notice="Risposta estrattiva.")
     out = answer_html(ans, 2, asked="e la Juventus?")
     assert 'href="#src-2-1"' in out and "Domanda interpretata" in out and "Risposta estrattiva." in out
+    assert "Domanda interpretata" not in answer_html(ans, 2, asked="Chi vuole Ancelotti? Juventus")
 
 
 # ---- slow: the real app ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def running_app(tmp_path_factory):
-    home = tmp_path_factory.mktemp("app-home")
-    proc, url = start_app(home / "cronaca", home / "app.log")
+def running_app(sample_home, tmp_path_factory):
+    """The app over a copy of the ingested sample (the first start is tested in tests/test_ui*.py)."""
+    base = tmp_path_factory.mktemp("app-home")
+    shutil.copytree(sample_home, base / "cronaca")
+    proc, url = start_app(base / "cronaca", base / "app.log")
     yield url
     stop_app(proc)
 
@@ -127,14 +131,12 @@ def _answer_text(result) -> str:
     return str(content)
 
 
-
-
 @pytest.fixture(scope="module")
 def ancelotti(running_app):
     from gradio_client import Client
 
     client = Client(running_app, verbose=False)
-    return client.predict("Quali club vogliono Ancelotti?", "", "", "__tutte__", api_name="/ask")
+    return client.predict("Quali club vogliono Ancelotti?", "", "", "", "__tutte__", api_name="/ask")
 
 
 @pytest.mark.slow
@@ -158,7 +160,7 @@ def test_chat_endpoint_invalid_date_is_readable(running_app):
     from gradio_client import Client
 
     client = Client(running_app, verbose=False)
-    result = client.predict("Chi allena la Roma?", "2024-13-45", "", "__tutte__", api_name="/ask")
+    result = client.predict("Chi allena la Roma?", "2024-13-45", "", "", "__tutte__", api_name="/ask")
     assert "non valida" in str(result) and "Traceback" not in str(result)
 
 
@@ -168,15 +170,15 @@ def test_two_sessions_at_once_get_their_own_answers_and_history(running_app):
     from gradio_client import Client
 
     first, second = Client(running_app, verbose=False), Client(running_app, verbose=False)
-    job_a = first.submit("Quali club vogliono Ancelotti?", "", "", "__tutte__", api_name="/ask")
-    job_b = second.submit("Chi ha vinto lo scudetto 2024-25?", "", "", "__tutte__", api_name="/ask")
+    job_a = first.submit("Quali club vogliono Ancelotti?", "", "", "", "__tutte__", api_name="/ask")
+    job_b = second.submit("Chi ha vinto lo scudetto 2024-25?", "", "", "", "__tutte__", api_name="/ask")
     chat_a, chat_b = job_a.result(timeout=300)[0], job_b.result(timeout=300)[0]
     text_a, text_b = str(chat_a), str(chat_b)
     assert "Quali club vogliono Ancelotti?" in text_a and "scudetto" not in text_a.split("Ancelotti?")[0]
     assert "Chi ha vinto lo scudetto" in text_b and "Quali club vogliono" not in text_b
     assert "Roma" in _answer_text([chat_a]) and "scudetto" in _answer_text([chat_b])
     # a follow-up in the second session builds on its own history only
-    follow = second.predict("e la Juventus?", "", "", "__tutte__", api_name="/ask")[0]
+    follow = second.predict("e la Juventus?", "", "", "", "__tutte__", api_name="/ask")[0]
     assert "Quali club vogliono" not in str(follow) and len(follow) == 4
 
 

@@ -34,10 +34,10 @@ def test_upload_refuses_other_types_and_big_files_and_stores_the_rest(make_lib, 
     big.write_text("parola " * 1000)
     exe = tmp_path / "virus.exe"
     exe.write_bytes(b"MZ")
-    report = page_app.upload([str(ok), str(big), str(exe)])[0]
+    report = page_app.upload([str(ok), str(big), str(exe)], "it", "", "", "")[0]
     assert "virus.exe: tipo di file non ammesso" in report
     assert "big.md: file troppo grande" in report
-    assert "added 1" in report and "Traceback" not in report
+    assert "aggiunti 1" in report and "Traceback" not in report
     stored = page_app.lib.articles()
     assert [a.title for a in stored] == ["Prova"]
     # the stored path is inside CRONACA_HOME/uploads, not the browser's temporary file

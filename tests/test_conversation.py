@@ -76,7 +76,7 @@ def test_llm_rewrite_used():
     llm = FakeLLM(reply='"La Juventus vuole Ancelotti?"\n')
     assert standalone_question(HISTORY, "e la Juventus?", llm=llm) == "La Juventus vuole Ancelotti?"
     assert llm.messages[0]["role"] == "system"
-    assert "standalone" in llm.messages[0]["content"]
+    assert "domanda autonoma" in llm.messages[0]["content"]  # the Italian prompt for an Italian message
     assert Q in llm.messages[1]["content"] and "e la Juventus?" in llm.messages[1]["content"]
 
 
@@ -92,3 +92,24 @@ def test_llm_empty_reply_falls_back_to_rule():
 def test_llm_not_called_without_history():
     llm = FakeLLM(error=AssertionError("must not be called"))
     assert standalone_question([], Q, llm=llm) == Q
+
+
+@pytest.mark.parametrize("history, message, expected", [
+    # a pronoun takes the name of the previous turn
+    (["Dove andrà Mourinho?"], "e chi lo ha sostituito al Fenerbahce?", "Chi ha sostituito Mourinho al Fenerbahce?"),
+    (["Which club did Osimhen join?"], "did he score on his debut?", "Did Osimhen score on his debut?"),
+    (["Where did Pioli go after Milan?"], "what was his first result?", "What was Pioli's first result? (Milan)"),
+    # an elliptical name replaces the previous name of its kind (a club for a club)
+    (["Chi allena la Lazio?"], "e il Torino?", "Chi allena il Torino?"),
+    (["Who's the Lazio captain?"], "what about Torino?", "Who's the Torino captain?"),
+    # a follow-up that names nothing gets the previous topic
+    (["Com'è finito il derby di Milano?"], "chi ha segnato?", "Chi ha segnato? (il derby di Milano)"),
+    (["Osimhen dove gioca adesso?"], "quando è successo?", "Quando è successo? (Osimhen)"),
+])
+def test_rewrite_carries_the_entity_of_the_previous_turn(history, message, expected):
+    assert standalone_question([(h, "") for h in history], message) == expected
+
+
+def test_follow_up_that_names_its_subject_is_its_own_question():
+    history = [("Com'è finito il derby di Milano?", "")]
+    assert standalone_question(history, "e l'allenatore della Lazio dove va?") == "L'allenatore della Lazio dove va?"

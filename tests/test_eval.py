@@ -146,7 +146,7 @@ def test_squad_sampling_is_reproducible(tmp_path):
 
 
 def test_jsonl_sets_load():
-    for name in ("sample.jsonl",):
+    for name in ("sample.jsonl", "natural.jsonl"):
         cases = load_jsonl(ROOT / "eval" / "sets" / name)
         assert cases and all(c.question for c in cases)
         assert any(c.unanswerable for c in cases)
@@ -156,47 +156,102 @@ def test_jsonl_sets_load():
 # --------------------------------------------------------------------------- end to end
 
 
-def _run_eval(args: list[str], cache: Path, timeout: int = 900) -> tuple[dict, subprocess.CompletedProcess]:
+def _eval(args: list[str], cache: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRONACA_", "OPENAI_", "CHROMA_"))}
     env["CRONACA_EVAL_CACHE"] = str(cache)
     env["CRONACA_HOME"] = str(cache / "must-not-be-used")
-    proc = subprocess.run([sys.executable, "-m", "eval", "run", *args], cwd=ROOT, env=env,
+    env["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", "eval", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _run_eval(args: list[str], cache: Path, timeout: int = 900) -> tuple[dict, subprocess.CompletedProcess]:
+    proc = _eval(["run", *args], cache, timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     return json.loads(last), proc
 
 
+@pytest.fixture(scope="module")
+def eval_cache(tmp_path_factory):
+    """One store cache for the end-to-end runs of this module: data/sample is embedded once."""
+    return tmp_path_factory.mktemp("eval-cache")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["eval/sets/sample.jsonl", "--retrieval", "hybrid,nonsense"], "unknown retrieval mode(s) ['nonsense']"),
+    (["eval/sets/sample.jsonl", "--split", "held"], "has no 'split' field"),
+    (["eval/sets/natural.jsonl", "--foreign", "5"], "SQuAD sets only"),
+])
+def test_eval_run_refuses_bad_options(tmp_path, args, message):
+    proc = _eval(["run", *args, "--out", str(tmp_path / "out")], tmp_path / "cache", timeout=120)
+    assert proc.returncode == 2
+    assert message in " ".join(proc.stderr.split())
+    assert not (tmp_path / "cache").exists()  # refused before any store is built
+
+
+def test_retrieval_modes_come_from_the_library():
+    from rag.retrieval import MODES
+
+    proc = _eval(["run", "--help"], Path("/nonexistent"), timeout=120)
+    assert "rag.retrieval.MODES" in " ".join(proc.stdout.split())
+    assert "hybrid" in MODES
+
+
 @pytest.mark.slow
-def test_eval_run_sample_end_to_end(tmp_path):
+def test_eval_run_sample_end_to_end(tmp_path, eval_cache):
     out = tmp_path / "out"
     result, _ = _run_eval(["eval/sets/sample.jsonl", "--limit", "8", "--seed", "1", "--json",
-                           "--out", str(out)], tmp_path / "cache")
+                           "--out", str(out)], eval_cache)
     assert result["cases"] == 8
     hybrid = result["modes"]["hybrid"]
     for key in ("hit@1", "hit@5", "hit@10", "recall@5", "mrr@10", "ndcg@10", "latency_p50_ms",
                 "answer_contains", "token_f1", "exact_match", "answer_contains_given_hit5",
-                "citations_resolve", "abstain_wrong"):
+                "lead_contains", "dup_sentences", "dup_sentences_total", "citations_resolve", "abstain_wrong"):
         assert key in hybrid, key
+    assert "splits" not in result  # sample.jsonl has no splits
     assert hybrid["hit@5"] > 0
     for name in ("report.md", "run.json", "hitk.png"):
         assert (out / name).is_file(), name
     run = json.loads((out / "run.json").read_text())
     assert len(run["cases"]) == 8 and run["aggregate"]["hybrid"]["hit@5"] == hybrid["hit@5"]
     assert "python -m eval run" in (out / "report.md").read_text()
-    assert not (tmp_path / "cache" / "must-not-be-used").exists()
+    assert not (eval_cache / "must-not-be-used").exists()
     # the store is cached: a second run reuses it
-    again = json.loads((tmp_path / "cache").joinpath(run["store"]["key"], "eval-ready.json").read_text())
+    again = json.loads(eval_cache.joinpath(run["store"]["key"], "eval-ready.json").read_text())
     assert again["added"] > 0
 
 
 @pytest.mark.slow
-def test_eval_run_squad_shared(tmp_path):
+def test_eval_run_natural_split_compare_and_show(tmp_path, eval_cache):
+    out = tmp_path / "out"
+    result, proc = _run_eval(["eval/sets/natural.jsonl", "--split", "held", "--limit", "6", "--seed", "2",
+                              "--retrieval", "hybrid,bm25", "--json", "--out", str(out)], eval_cache)
+    assert result["cases"] == 6
+    assert set(result["splits"]) == {"held"} and set(result["splits"]["held"]) == {"hybrid", "bm25"}
+    assert result["splits"]["held"]["hybrid"] == result["modes"]["hybrid"]  # only held cases were run
+    for key in ("lead_contains", "dup_sentences", "dup_sentences_total", "abstain_wrong"):
+        assert key in result["modes"]["hybrid"], key
+    assert "hybrid" in proc.stdout and "held" in proc.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert all(c["split"] == "held" for c in run["cases"])
+    assert run["config"]["split"] == "held" and run["by_type"]
+    assert sum(t["cases"] for t in run["by_type"].values()) == 6
+    assert "## By type" in (out / "report.md").read_text()
+    compared = _eval(["compare", str(out), str(out)], eval_cache, timeout=120)
+    assert compared.returncode == 0
+    assert "hybrid held: A → B" in compared.stdout and "lead_contains" in compared.stdout
+    shown = _eval(["show", str(out), "--json"], eval_cache, timeout=120)
+    assert json.loads(shown.stdout.strip().splitlines()[-1])["splits"] == result["splits"]
+
+
+@pytest.mark.slow
+def test_eval_run_squad_shared(tmp_path, eval_cache):
     squad = shared_or_skip("squad-it/squad_it_dev.json.gz")
     out = tmp_path / "out"
     _, records = load_squad(squad, max_articles=1)
     result, _ = _run_eval([str(squad), "--max-articles", "1", "--limit", "6", "--seed", "0",
-                           "--retrieval", "hybrid,bm25", "--json", "--out", str(out)], tmp_path / "cache")
+                           "--retrieval", "hybrid,bm25", "--json", "--out", str(out)], eval_cache)
     assert result["cases"] == 6
     assert set(result["modes"]) == {"hybrid", "bm25"}
     assert result["modes"]["hybrid"]["hit@5"] > 0

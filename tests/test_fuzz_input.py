@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import random
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rag.cli import main as cli_main
 from rag.parsing import parse_file
@@ -233,3 +239,207 @@ def test_failing_batch_loses_nothing_already_stored(make_lib, tmp_path, hash_emb
     assert report.failed == 0
     assert lib.index.store.count_articles() == 25
     assert lib.index.store.count_chunks() == len(lib.index.lexical) == 25
+
+
+# ---------------------------------------------------------------------------- fuzzing (issue 10)
+#
+# Batches of hostile files mixed with good ones go through the whole ingest. Whatever the bad
+# files are, every good article beside them is stored and found, each bad file gets exactly one
+# error naming it, and nothing from a bad file is stored. Examples are few and derandomised so
+# CI is stable; CRONACA_FUZZ_EXAMPLES=500 explores further (and randomly).
+
+_FUZZ_EXAMPLES = int(os.environ.get("CRONACA_FUZZ_EXAMPLES", "12"))
+_FUZZ = settings(max_examples=_FUZZ_EXAMPLES, derandomize="CRONACA_FUZZ_EXAMPLES" not in os.environ,
+                 deadline=None, database=None, print_blob=True,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                        HealthCheck.function_scoped_fixture])
+_WORDS = ["consiglio", "comunale", "approvato", "bilancio", "sindaco", "stadio", "tifosi", "scudetto",
+          "allenatore", "squadra", "ospedale", "università", "tram", "cantiere", "festa", "piazza", "mercato",
+          "porto", "ferrovia", "scuola"]
+_BOMS = {"utf-8": b"\xef\xbb\xbf", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff",
+         "utf-32-le": b"\xff\xfe\x00\x00", "utf-32-be": b"\x00\x00\xfe\xff"}
+_serial = itertools.count()
+
+
+def _keyword() -> str:
+    """A word no other file contains (letters only, so every tokenizer keeps it whole)."""
+    n, letters = next(_serial), ""
+    for _ in range(5):
+        n, d = divmod(n, 26)
+        letters += chr(97 + d)
+    return "zqk" + letters
+
+
+@dataclass
+class FileSpec:
+    kind: str
+    outcome: str  # "good": stored and found; "bad": one error, nothing stored; "either": one of them
+    seed: int
+    size: int = 0
+    depth: int = 0
+    variant: str = ""
+
+
+def _prose(rng: random.Random, keyword: str, n_words: int) -> str:
+    words = [rng.choice(_WORDS) for _ in range(n_words)]
+    words.insert(rng.randrange(len(words) + 1), keyword)
+    sentences = ["Oggi " + " ".join(words[i:i + 12]) + "." for i in range(0, len(words), 12)]
+    return "Cronaca cittadina: " + " ".join(sentences)
+
+
+def _render(spec: FileSpec) -> tuple[str, bytes, str]:
+    """(file name, content, keyword) for one spec; the keyword is only looked for in good files."""
+    rng, key = random.Random(spec.seed), _keyword()
+    text = _prose(rng, key, 30)
+    kind = spec.kind
+    if kind == "plain":
+        return "plain città.txt", f"date 2025-0{rng.randrange(1, 10)}\n{text}".encode(), key
+    if kind == "markdown":
+        return "nota.md", f"---\ntitle: Nota {key}\nsource: Fuzz\n---\n# Titolo\n\n{text}".encode(), key
+    if kind == "json":
+        return "record.json", json.dumps({"title": f"R {key}", "text": text}, ensure_ascii=False).encode(), key
+    if kind == "bom":
+        codec = spec.variant
+        body = json.dumps({"text": text}, ensure_ascii=False) if spec.size % 2 else text
+        name = "bom.json" if spec.size % 2 else "bom.txt"
+        return name, _BOMS[codec] + body.encode(codec), key
+    if kind == "mixed-encodings":  # UTF-8 and Windows-1252 in one file: decoded as one of them
+        return "misto.txt", "Perché la città".encode() + f" {text} ".encode() + "è già così".encode("cp1252"), key
+    if kind == "long-line":  # one paragraph, no newline, the keyword somewhere inside
+        body = _prose(rng, key, spec.size // 7)
+        return "lunga.txt", body.encode(), key
+    if kind == "random-bytes-nul":
+        noise = bytearray(rng.randrange(256) for _ in range(spec.size))
+        noise.insert(rng.randrange(len(noise) + 1), 0)
+        return "rumore.txt", bytes(noise), key
+    if kind == "random-bytes":
+        return "rumore.md", bytes(rng.randrange(1, 256) for _ in range(spec.size)), key
+    if kind == "nul-in-text":
+        raw = text.encode() * (1 + spec.size // 400)
+        at = rng.randrange(len(raw))
+        return "nul.txt", raw[:at] + b"\x00" + raw[at:], key
+    if kind == "deep-yaml":
+        nested = {"flow": "[" * spec.depth, "map": "{a: " * spec.depth,
+                  "block": "\n  " + "- " * spec.depth + "x"}[spec.variant]
+        return "profonda.md", f"---\ntitle: {nested}\n---\n{text}".encode(), key
+    if kind == "huge-yaml":
+        keys = "".join(f"k{i}: {'v' * 70}\n" for i in range(1000))  # 75 KB of front matter
+        return "grande.md", f"---\n{keys}---\n{text}".encode(), key
+    if kind == "deep-json":
+        suffix = ".jsonl" if spec.variant == "jsonl" else ".json"
+        return "profondo" + suffix, ("[" * spec.depth + "]" * spec.depth).encode(), key
+    if kind == "bom-bad-body":
+        return "bom-rotto.txt", b"\xff\xfe" + b"\x00\xd8" + text.encode("utf-16-le"), key
+    if kind == "empty":
+        return "vuoto.md", b"", key
+    raise AssertionError(kind)
+
+
+_seeds = st.integers(0, 2**32 - 1)
+_good = st.one_of(
+    st.builds(FileSpec, kind=st.sampled_from(["plain", "markdown", "json", "mixed-encodings"]),
+              outcome=st.just("good"), seed=_seeds),
+    st.builds(FileSpec, kind=st.just("bom"), outcome=st.just("good"), seed=_seeds,
+              size=st.integers(0, 1), variant=st.sampled_from(sorted(_BOMS))),
+    st.builds(FileSpec, kind=st.just("long-line"), outcome=st.just("good"), seed=_seeds,
+              size=st.integers(20_000, 60_000)),
+)
+_bad = st.one_of(
+    st.builds(FileSpec, kind=st.just("random-bytes-nul"), outcome=st.just("bad"), seed=_seeds,
+              size=st.integers(1, 20_000)),
+    st.builds(FileSpec, kind=st.just("nul-in-text"), outcome=st.just("bad"), seed=_seeds,
+              size=st.integers(0, 40_000)),
+    st.builds(FileSpec, kind=st.just("deep-yaml"), outcome=st.just("bad"), seed=_seeds,
+              depth=st.integers(6, 5000), variant=st.sampled_from(["flow", "map", "block"])),
+    st.builds(FileSpec, kind=st.sampled_from(["huge-yaml", "bom-bad-body", "empty"]), outcome=st.just("bad"),
+              seed=_seeds),
+    st.builds(FileSpec, kind=st.just("deep-json"), outcome=st.just("bad"), seed=_seeds,
+              depth=st.integers(2_000, 200_000), variant=st.sampled_from(["json", "jsonl"])),
+)
+_either = st.builds(FileSpec, kind=st.just("random-bytes"), outcome=st.just("either"), seed=_seeds,
+                    size=st.integers(1, 5_000))
+_batches = st.tuples(st.lists(_good, min_size=1, max_size=3), st.lists(_bad, min_size=1, max_size=3),
+                     st.lists(_either, max_size=1))
+
+
+def _write_batch(folder: Path, specs: list[FileSpec]) -> list[tuple[FileSpec, Path, str]]:
+    folder.mkdir(parents=True)
+    written = []
+    for i, spec in enumerate(specs):
+        name, content, key = _render(spec)
+        path = folder / f"{i:02d}-{name}"
+        path.write_bytes(content)
+        written.append((spec, path, key))
+    return written
+
+
+def _errors_for(report, path: Path) -> list[str]:
+    return [str(e) for e in report.errors if str(e).startswith(f"{path}:")]
+
+
+def test_fuzzed_batches_lose_nothing_good(make_lib, tmp_path):
+    lib = make_lib()
+    stored_keys: list[tuple[str, FileSpec, Path]] = []
+    batch_no = itertools.count()
+
+    @_FUZZ
+    @given(batch=_batches)
+    def run(batch):
+        goods, bads, eithers = batch
+        specs = [*goods, *bads, *eithers]
+        random.Random(len(specs)).shuffle(specs)
+        written = _write_batch(tmp_path / f"batch{next(batch_no)}", specs)
+        before = lib.index.store.count_articles()
+        report = lib.ingest([p.parent for _s, p, _k in written[:1]])
+        accepted = 0
+        for spec, path, key in written:
+            errors = _errors_for(report, path)
+            if spec.outcome == "good":
+                assert errors == [], (spec, errors)
+                stored_keys.append((key, spec, path))
+            elif spec.outcome == "bad":
+                assert len(errors) == 1, (spec, report.errors)
+            else:
+                assert len(errors) <= 1, (spec, errors)
+                accepted += not errors
+        assert len(report.errors) == sum(len(_errors_for(report, p)) for _s, p, _k in written)
+        assert lib.index.store.count_articles() == before + len(goods) + accepted, (specs, report.errors)
+        # every good article so far, this batch's and all earlier ones, is stored and found
+        for key, spec, path in stored_keys:
+            hits = lib.retriever.search(key, mode="bm25", k=3, collapse_duplicates=False).hits
+            assert any(key in lib.article(h.article_id).text for h in hits), (key, spec, path, [
+                (a.id, a.path) for a in lib.articles() if str(a.path).startswith(str(path))])
+
+    run()
+    assert lib.index.store.count_chunks() == len(lib.index.lexical)
+
+
+def test_every_kind_through_the_command_line(make_lib, tmp_path, monkeypatch, capsys):
+    """One file of each kind in one folder, through `cronaca ingest`: one error line per bad file."""
+    from rag import cli
+
+    lib = make_lib()
+    monkeypatch.setattr(cli, "_library", lambda _args: lib)
+    specs = [FileSpec("plain", "good", 1), FileSpec("markdown", "good", 2), FileSpec("json", "good", 3),
+             FileSpec("mixed-encodings", "good", 4), FileSpec("long-line", "good", 5, size=50_000),
+             *(FileSpec("bom", "good", 6 + i, size=i, variant=v) for i, v in enumerate(sorted(_BOMS))),
+             FileSpec("random-bytes-nul", "bad", 20, size=3000), FileSpec("nul-in-text", "bad", 21, size=20_000),
+             FileSpec("deep-yaml", "bad", 22, depth=500, variant="flow"),
+             FileSpec("deep-yaml", "bad", 23, depth=500, variant="block"), FileSpec("huge-yaml", "bad", 24),
+             FileSpec("deep-json", "bad", 25, depth=100_000, variant="json"),
+             FileSpec("deep-json", "bad", 26, depth=100_000, variant="jsonl"),
+             FileSpec("bom-bad-body", "bad", 27), FileSpec("empty", "bad", 28)]
+    written = _write_batch(tmp_path / "in", specs)
+    code = cli.main(["ingest", str(tmp_path / "in")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1
+    bad = [(s, p) for s, p, _k in written if s.outcome == "bad"]
+    assert len(lines) == len(bad), err
+    for spec, path in bad:
+        assert sum(line.startswith(f"error: {path}:") for line in lines) == 1, (spec.kind, err)
+    goods = [k for s, _p, k in written if s.outcome == "good"]
+    assert lib.index.store.count_articles() == len(goods)
+    for key in goods:
+        hits = lib.retriever.search(key, mode="bm25", k=3, collapse_duplicates=False).hits
+        assert any(key in lib.article(h.article_id).text for h in hits), key

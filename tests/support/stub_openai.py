@@ -15,7 +15,11 @@ script is empty the default step (``reply(default_reply)``) answers.  Steps:
 
 - :func:`reply` - a chat completion; SSE-streamed when the request has
   ``"stream": true`` (usage in a last chunk if ``stream_options.include_usage``),
-  else one ``chat.completion`` JSON with ``usage``.
+  else one ``chat.completion`` JSON with ``usage``.  ``finish_reason="length"``
+  or ``None`` (a stream that ends without saying why) script a cut answer;
+  ``interval`` waits between streamed pieces (:func:`trickle`).
+- :func:`hang_stream` - stream a prefix, then send only SSE keep-alive comments
+  (bytes, but no event) for a while: an HTTP read timeout never fires.
 - :func:`status` - an error status with an OpenAI-style ``{"error": {...}}`` body.
 - :func:`delay` - sleep, then answer with another step (for client timeouts).
 - :func:`cut_stream` - start a stream, send a few chunks, drop the connection
@@ -76,8 +80,17 @@ _ERROR_TYPES = {
 class Reply:
     text: str
     chunk_size: int = 8
-    finish_reason: str = "stop"
+    finish_reason: str | None = "stop"  # None: the last chunk carries no reason
     model: str | None = None  # default: the model named in the request
+    interval: float = 0.0  # seconds between streamed pieces
+
+
+@dataclass(frozen=True)
+class HangStream:
+    text_prefix: str = ""
+    seconds: float = 30.0
+    keepalive: float = 0.2  # an SSE comment this often: bytes that carry no event
+    chunk_size: int = 4
 
 
 @dataclass(frozen=True)
@@ -105,14 +118,26 @@ class MalformedStream:
     lines: tuple[str, ...] = ("{not json", '{"choices": [')
 
 
-Step = Reply | Status | Delay | CutStream | MalformedStream
+Step = Reply | Status | Delay | CutStream | MalformedStream | HangStream
 
 
-def reply(text: str, chunk_size: int = 8, *, finish_reason: str = "stop", model: str | None = None) -> Reply:
+def reply(text: str, chunk_size: int = 8, *, finish_reason: str | None = "stop", model: str | None = None,
+          interval: float = 0.0) -> Reply:
     """Answer ``text`` (streamed in pieces of ``chunk_size`` characters if asked to)."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
-    return Reply(text, chunk_size, finish_reason, model)
+    return Reply(text, chunk_size, finish_reason, model, interval)
+
+
+def trickle(text: str, interval: float, chunk_size: int = 4) -> Reply:
+    """Stream ``text`` slowly: a piece of ``chunk_size`` characters every ``interval`` seconds."""
+    return reply(text, chunk_size, interval=interval)
+
+
+def hang_stream(text_prefix: str = "", seconds: float = 30.0, keepalive: float = 0.2) -> HangStream:
+    """Stream ``text_prefix``, then keep the connection busy with comments only for ``seconds``
+    (then finish normally); interrupted by server shutdown."""
+    return HangStream(text_prefix, seconds, keepalive)
 
 
 def status(
@@ -144,7 +169,7 @@ def malformed_stream(*lines: str) -> MalformedStream:
 def _as_step(step: Step | str) -> Step:
     if isinstance(step, str):
         return reply(step)
-    if isinstance(step, (Reply, Status, Delay, CutStream, MalformedStream)):
+    if isinstance(step, (Reply, Status, Delay, CutStream, MalformedStream, HangStream)):
         return step
     raise TypeError(f"not a stub step: {step!r}")
 
@@ -338,6 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, self._completion(step, body))
         elif isinstance(step, CutStream):
             self._cut(step, body)
+        elif isinstance(step, HangStream):
+            self._hang(step, body)
         elif isinstance(step, MalformedStream):
             if body.get("stream"):
                 self._start_sse()
@@ -394,7 +421,10 @@ class _Handler(BaseHTTPRequestHandler):
         base = self._base(step, body, "chat.completion.chunk")
         self._start_sse()
         self._sse(self._chunk_payload(base, {"role": "assistant", "content": ""}, None, include_usage))
-        for piece in _pieces(step.text, step.chunk_size):
+        for i, piece in enumerate(_pieces(step.text, step.chunk_size)):
+            if i and step.interval and self.server.stub._stopping.wait(step.interval):
+                self._drop_connection()
+                return
             self._sse(self._chunk_payload(base, {"content": piece}, None, include_usage))
         self._sse(self._chunk_payload(base, {}, step.finish_reason, include_usage))
         if include_usage:
@@ -419,6 +449,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data[: len(data) // 2])
         self._drop_connection()
+
+    def _hang(self, step: HangStream, body: dict) -> None:
+        fake = Reply(step.text_prefix, step.chunk_size)
+        base = self._base(fake, body, "chat.completion.chunk")
+        self._start_sse()
+        self._sse(self._chunk_payload(base, {"role": "assistant", "content": ""}, None, False))
+        for piece in _pieces(step.text_prefix, step.chunk_size):
+            self._sse(self._chunk_payload(base, {"content": piece}, None, False))
+        until = time.monotonic() + step.seconds
+        while time.monotonic() < until:
+            if self.server.stub._stopping.wait(step.keepalive):
+                self._drop_connection()
+                return
+            self._chunk(b": keep-alive\n\n")
+        self._sse(self._chunk_payload(base, {}, "stop", False))
+        self._sse("[DONE]")
+        self._end_chunks()
 
     # ---- embeddings
 

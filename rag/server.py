@@ -1,0 +1,175 @@
+"""``cronaca serve`` (and ``python app.py``): one process serving the page at ``/`` and the API.
+
+One FastAPI app: the routes of ``rag.api`` first, then the Gradio page (``rag.ui.build_ui``, which
+also ingests the sample on first start) mounted at ``/`` so that it gets every other path.
+uvicorn runs it. Around that, what a long-running server needs and a single command does not:
+the feed refresh on a schedule in a background thread (writes take the index's file lock,
+questions read without it), logging without per-chunk noise, and a clean stop. Auth:
+``CRONACA_API_KEY`` guards the API, ``CRONACA_AUTH=user:password`` the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from rag import api
+from rag.library import Library
+from rag.validation import RequestError
+
+log = logging.getLogger("cronaca.server")
+
+MIN_REFRESH_SECONDS = 10.0  # feeds are other people's servers
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+_QUIET = ("bm25s", "httpx", "httpcore", "chromadb", "urllib3", "onnxruntime")
+
+
+def parse_every(text: str | None) -> float | None:
+    """``90s``, ``15m``, ``1h`` (a bare number is seconds) → seconds; empty, ``0`` or ``off`` → None."""
+    value = (text or "").strip().lower()
+    if value in ("", "0", "off", "never", "no"):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh]?)", value)
+    if not m:
+        raise RequestError("refresh_every", f"'{value[:20]}' is not an interval (use e.g. 90s, 15m or 1h)",
+                           code="interval", value=value)
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < MIN_REFRESH_SECONDS:
+        raise RequestError("refresh_every", f"must be at least {MIN_REFRESH_SECONDS:g}s", code="range", value=value)
+    return seconds
+
+
+def auth_from_env() -> tuple[str, str] | None:
+    """The page's basic auth, ``CRONACA_AUTH=user:password``."""
+    raw = os.environ.get("CRONACA_AUTH", "")
+    if not raw:
+        return None
+    user, sep, password = raw.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit("CRONACA_AUTH must be user:password")
+    return user, password
+
+
+class FeedRefresher:
+    """Refreshes the followed feeds now and then every ``every`` seconds, in a daemon thread.
+
+    One log line per run; an exception is logged and the next run happens on schedule; ``stop``
+    wakes the thread and waits a little for a run in progress (a write cut short by the process
+    ending is what the index's crash-safety is for)."""
+
+    def __init__(self, lib: Library, every: float, run: Callable[[], Any] | None = None) -> None:
+        self.every = every
+        self._run = run or lib.refresh_feeds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="cronaca-feeds", daemon=True)
+        self._thread.start()
+        log.info("feeds: refreshing every %s", _interval(self.every))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("feeds: a refresh is still running; leaving it to end with the process")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            if self._stop.wait(self.every):
+                break
+
+    def run_once(self) -> None:
+        t0 = time.monotonic()
+        self.runs += 1
+        try:
+            report = self._run()
+        except Exception as exc:  # one bad run must not end the schedule
+            self.failures += 1
+            log.warning("feeds: refresh failed after %.1f s: %s", time.monotonic() - t0, exc)
+            return
+        errors = getattr(report, "errors", [])
+        first = f"; first error: {errors[0]}" if errors else ""
+        log.info("feeds: %s in %.1f s%s", report.summary(), time.monotonic() - t0, first)
+
+
+def _interval(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def build_app(lib: Library, *, api_key: str | None = None, refresh_every: float | None = None,
+              page: bool = True, host: str = "127.0.0.1", port: int = 7860) -> FastAPI:
+    """The API routes, then the page at ``/`` (which ingests the sample on first start); the feed
+    refresher lives as long as the app does."""
+    refresher = FeedRefresher(lib, refresh_every) if refresh_every else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if refresher:
+            refresher.start()
+        try:
+            yield
+        finally:
+            if refresher:
+                refresher.stop()
+
+    key = os.environ.get("CRONACA_API_KEY", "") if api_key is None else api_key
+    app = api.create_app(lib, api_key=key, lifespan=lifespan)
+    app.state.refresher = refresher
+    if page:
+        mount_page(app, lib, host=host, port=port)
+    return app
+
+
+def mount_page(app: FastAPI, lib: Library, host: str, port: int) -> None:
+    """The Gradio page at ``/``, with the options ``launch()`` used to take (gradio 6 moved them)."""
+    import gradio as gr
+
+    from rag import page, ui
+
+    auth = auth_from_env()
+    gr.mount_gradio_app(app, ui.build_ui(lib), path="/", server_name=host, server_port=port, auth=auth,
+                        auth_message="cronaca: accesso riservato" if auth else None,
+                        max_file_size=f"{lib.config.max_file_mb:g}mb", theme=ui.theme(), css=page.CSS,
+                        head=page.HEAD, footer_links=["api"], show_error=False)
+
+
+def configure_logging() -> None:
+    """Readable INFO lines from cronaca and uvicorn's start/stop; libraries only when they warn."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for name in ("cronaca", "uvicorn.error"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def serve(lib: Library, host: str = "127.0.0.1", port: int = 7860, refresh_every: float | None = None) -> int:
+    import uvicorn
+
+    configure_logging()
+    app = build_app(lib, refresh_every=refresh_every, host=host, port=port)
+    keyed = bool(os.environ.get("CRONACA_API_KEY"))
+    if host not in ("127.0.0.1", "localhost", "::1") and not keyed:
+        log.warning("listening on %s without CRONACA_API_KEY: whoever reaches this port can use the API", host)
+    log.info("cronaca on http://%s:%d — page /, API %s (docs /docs), OpenAI-compatible /v1%s",
+             host, port, api.PREFIX, " (API key required)" if keyed else "")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                           timeout_graceful_shutdown=5))
+    server.run()
+    return 0 if server.started else 1
