@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from rag import extractive
+from rag.chunking import count_tokens
 from rag.citations import citation_for, validate
 from rag.config import Config
 from rag.dates import end_of, spoken
@@ -127,7 +128,10 @@ def stream_answer(
         from rag.prompts import notice, truncation_notice
 
         llm = LLM(config)
-        packed = pack(hits, config.context_tokens)
+        # the sources get what the model's window leaves after the instructions and the answer
+        fixed = sum(count_tokens(m["content"]) for m in build_messages(config.prompts_dir, question, [], lang))
+        room = config.model_context_tokens - config.answer_tokens - fixed - 64
+        packed = pack(hits, max(200, min(config.context_tokens, room)))
         messages = build_messages(config.prompts_dir, question, packed, lang)
         raw: list[str] = []
         try:

@@ -508,7 +508,7 @@ class Health:
                 llm: dict[str, Any] = {"configured": cfg.llm_configured}
                 if cfg.llm_configured:
                     llm.update(self._probe(self._llm))
-                store = self._probe(lambda: self.lib.index.counts() and None)
+                store = self._probe(self.lib.ping)
                 status = "ok" if store["ok"] and llm.get("ok", True) else ("degraded" if store["ok"] else "down")
                 result = {"status": status, "store": store, "llm": llm}
                 self._cached = (time.monotonic(), result)

@@ -135,7 +135,8 @@ def candidates(hits: list[Hit], lang: str = "it", titles: bool = True) -> list[C
     seen: set[tuple[str, int]] = set()
     titled: set[str] = set()
     for i, hit in enumerate(hits):
-        if titles and hit.title and hit.article_id not in titled and len(hit.title.split()) >= 3:
+        # a headline says what happened; a short label ("Super Bowl 50") only names a topic
+        if titles and hit.title and hit.article_id not in titled and len(hit.title.split()) >= 5:
             titled.add(hit.article_id)
             if not hit.text.lstrip().startswith(hit.title):  # a .txt title is its first line already
                 out.append(Candidate(i, -1, -1, hit.title, is_title=True))

@@ -38,7 +38,7 @@ from rag.config import Config
 from rag.embeddings import Embedder
 from rag.lexical import LexicalIndex
 from rag.models import Article, Chunk, Filters, StoredArticle
-from rag.store import Store, chunk_metadata, forget_embedded_client
+from rag.store import Store, StoreError, chunk_metadata, forget_embedded_client
 
 PENDING = "w:"  # generation prefix while a write is under way
 INTERRUPTED_AFTER = 600.0  # seconds: a pending write older than this on a shared server was killed
@@ -289,7 +289,21 @@ class Index:
     def dense(self, vector: np.ndarray, n: int, filters: Filters | None = None
               ) -> list[tuple[str, float, str, dict[str, Any]]]:
         known = self.lexical.article_map()
-        return [r for r in self._store.dense_search(vector, n, filters) if r[0] in known]
+        try:
+            found = self._store.dense_search(vector, n, filters)
+        except StoreError:
+            if self.config.chroma_host:
+                raise
+            # embedded Chroma read while another process was writing its vector segment for the
+            # first time ("Nothing found on disk"): a moment later, a fresh client reads it
+            time.sleep(0.1)
+            if self._sync_lock.acquire(timeout=2):
+                try:
+                    self._reopen()
+                finally:
+                    self._sync_lock.release()
+            found = self._store.dense_search(vector, n, filters)
+        return [r for r in found if r[0] in known]
 
     def bm25(self, query: str, lang: str, n: int, filters: Filters | None = None) -> list[tuple[str, float]]:
         f = filters or Filters()

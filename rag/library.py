@@ -94,7 +94,25 @@ class Library:
         return self.index.counts()[0] == 0 and Path(self.config.sample_dir).is_dir()
 
     def ingest_sample(self, progress: Progress | None = None) -> IngestReport:
-        return self.ingest([self.config.sample_dir], progress=progress)
+        """The bundled sample, one write per file: a write holds this process's index until it
+        ends, so readers (a page answering during its first start) wait for one file at most, and
+        each file is searchable as soon as it is written. ``progress("file", done, total)``."""
+        from rag.parsing import iter_files
+
+        files = [path for path, error in iter_files([self.config.sample_dir]) if error is None]
+        total = IngestReport()
+        if progress:
+            progress("file", 0, len(files))
+        for done, path in enumerate(files, 1):
+            report = self.ingest([path])
+            for name in ("added", "updated", "unchanged", "skipped", "failed", "chunks"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.errors += report.errors
+            total.notes += report.notes
+            total.article_ids += report.article_ids
+            if progress:
+                progress("file", done, len(files))
+        return total
 
     # -- feeds --------------------------------------------------------------------------------
 
@@ -176,6 +194,15 @@ class Library:
         return self.stream_summary(**kwargs).finish()
 
     # -- the archive --------------------------------------------------------------------------
+
+    def generation(self) -> str:
+        """A token that changes with every write by any process: cheap to poll for "did the
+        archive change?" (the page does, to refresh its lists)."""
+        return self.index.store.generation()
+
+    def ping(self) -> None:
+        """Raises ``StoreError`` when the store does not answer (health checks)."""
+        self.index.counts()
 
     def sync(self) -> bool:
         """See what other processes wrote (the page calls this when it loads)."""

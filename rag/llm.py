@@ -20,13 +20,23 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
-import openai
 
 from rag.config import Config
+
+if TYPE_CHECKING:
+    import openai
+
+
+def _openai():
+    """Imported when a model is first used: the client library costs seconds at start-up, and an
+    offline answer never needs it."""
+    import openai
+
+    return openai
 
 # what servers of the OpenAI dialect say when the model ended its answer itself
 COMPLETE_REASONS = frozenset({"stop", "eos", "end_turn"})
@@ -67,7 +77,7 @@ class LLM:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.model = config.llm_model
-        self.client = openai.OpenAI(
+        self.client = _openai().OpenAI(
             base_url=config.openai_base_url or None,
             api_key=config.openai_api_key or "not-needed",
             timeout=config.llm_timeout,
@@ -84,6 +94,7 @@ class LLM:
         usage = usage if usage is not None else Usage()
         deadline = time.monotonic() + self.config.llm_deadline
         attempts = self.config.llm_retries + 1
+        api_error = _openai().APIError
         for attempt in range(attempts):
             emitted = False
             usage.finish_reason = ""
@@ -103,7 +114,7 @@ class LLM:
                 if emitted or attempt + 1 == attempts or not exc.retryable:
                     raise
                 self._wait(self._backoff(attempt, None), deadline, exc)
-            except openai.APIError as exc:
+            except api_error as exc:
                 err = self._explain(exc)
                 if emitted:
                     raise LLMError(f"the answer was cut off: {err}") from exc
@@ -218,6 +229,7 @@ class LLM:
         return min(0.5 * 2**attempt, 8.0)
 
     def _explain(self, exc: openai.APIError) -> LLMError:
+        openai = _openai()
         where = endpoint_host(self.config)
         if isinstance(exc, openai.AuthenticationError):
             return LLMError(f"the LLM endpoint {where} refused the API key (401): check OPENAI_API_KEY")

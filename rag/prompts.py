@@ -12,6 +12,7 @@ from pathlib import Path
 from string import Template
 
 from rag.chunking import count_tokens
+from rag.dates import spoken
 from rag.llm import DEADLINE
 from rag.models import Hit
 
@@ -89,7 +90,8 @@ def build_messages(directory: Path, question: str, hits: list[Hit], lang: str) -
     sources = "\n\n".join(
         render(
             directory, "source", lang, n=i, title=html.escape(h.title, quote=True),
-            date=h.date or "?", source=html.escape(h.source or "?", quote=True), text=fence(h.text),
+            date=spoken(h.date, lang) if h.date else "?", source=html.escape(h.source or "?", quote=True),
+            text=fence(h.text),
         )
         for i, h in enumerate(hits, 1)
     )

@@ -1,28 +1,87 @@
-"""Hybrid retrieval: Chroma dense top-n and BM25 top-n, fused by reciprocal rank fusion.
+"""Hybrid retrieval: Chroma dense top-n and BM25 top-n, fused into one ranking of articles.
 
 The retriever only reads: ``rag.index.Index`` owns both indexes and keeps them in step, and
 tells the retriever nothing it has not committed.
 
-RRF needs no score calibration between a cosine and a BM25 score, which is why it is the
-standard way to fuse them. Afterwards, chunks that repeat each other (overlapping windows of
-one article, or a re-report of the same story) are collapsed so the context is not five copies
-of one sentence.
+How the two are fused is a ``Settings`` value, read from ``Config`` for the shipped behaviour
+(mode ``hybrid``) or fixed by a named mode (``MODES``), so the eval harness can compare fusions
+side by side in one run. The shipped fusion (measured in README, "Retrieval"):
+
+* a convex combination of min-max normalised scores per article (``rag.fusion``), which keeps
+  how far ahead each retriever's first candidate is, where rank fusion kept only the order;
+* BM25 with the title as a field of its own and English names spelled the Italian way;
+* a bonus for chunks holding the question's adjacent word pairs as pairs (``proximity``);
+* for questions about the present ("chi allena la Roma?"), the newest of near-tied articles
+  first (``recency_tiebreak``, never a filter).
+
+Afterwards, chunks that repeat each other (overlapping windows of one article, or a re-report of
+the same story) are collapsed so the context is not five copies of one sentence.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from rag.config import Config
 from rag.embeddings import Embedder
+from rag.fusion import article_rrf, best_per_article, convex, ranked, recency_bonus, rrf
 from rag.index import Index
 from rag.models import Filters, Hit
 from rag.text import detect_lang, fold
 
-MODES = ("hybrid", "dense", "bm25")
+__all__ = ["MODES", "FUSIONS", "Retrieval", "Retriever", "Settings", "article_rrf", "collapse", "rrf"]
+
+FUSIONS = ("convex", "rrf")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides a ranking besides the question and the stores."""
+
+    dense: bool = True
+    lexical: bool = True
+    fusion: str = "convex"  # convex | rrf
+    weight: float = 0.5  # dense share in the convex combination
+    rrf_k: int = 10
+    title_boost: float = 0.0  # BM25 title field, as a share of its score
+    proximity: float = 0.0  # weight of the adjacent-pair bonus (convex fusion, both retrievers)
+    prf_terms: int = 0  # BM25 pseudo-relevance feedback words (0 = off)
+    recency: float = 0.0  # largest date bonus for present-state questions (convex fusion)
+    expand: bool = True  # Italian spellings of English names in BM25 queries
+
+    @classmethod
+    def from_config(cls, config: Config) -> Settings:
+        return cls(fusion=config.fusion, weight=config.fusion_weight, rrf_k=config.rrf_k,
+                   title_boost=config.title_boost, proximity=config.proximity, prf_terms=config.prf_terms,
+                   recency=config.recency_tiebreak)
+
+
+_PLAIN = {"title_boost": 0.0, "proximity": 0.0, "prf_terms": 0, "recency": 0.0, "expand": False}
+# name -> changes to the configured settings. ``hybrid`` is what the product ships; the others
+# exist to be compared with it (python -m eval run ... --retrieval hybrid,hybrid-rrf,...).
+MODES: dict[str, dict[str, Any]] = {
+    "hybrid": {},
+    "dense": {"lexical": False},
+    "bm25": {"dense": False},
+    "hybrid-rrf": {"fusion": "rrf", **_PLAIN},  # the fusion before issue 16: article RRF, plain BM25
+    "hybrid-convex": {"fusion": "convex", **_PLAIN},  # score fusion alone, without the other features
+    "hybrid-prf": {"prf_terms": 10},  # the shipped settings plus BM25 pseudo-relevance feedback
+    "bm25-plain": {"dense": False, **_PLAIN},  # BM25 as it was: no title field, no name spellings
+}
+
+
+def settings_for(mode: str, config: Config) -> Settings:
+    if mode not in MODES:
+        raise ValueError(f"unknown retrieval mode '{mode}' (use {', '.join(MODES)})")
+    base = Settings.from_config(config)
+    if base.fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion '{base.fusion}' (use {', '.join(FUSIONS)})")
+    return replace(base, **MODES[mode])
 
 
 @dataclass
@@ -31,26 +90,6 @@ class Retrieval:
     timings_ms: dict[str, float] = field(default_factory=dict)
     lang: str = "it"
     vector: np.ndarray | None = None  # the question's embedding, for the answerer to reuse
-
-
-def rrf(rankings: dict[str, list[str]], k: int = 60) -> dict[str, float]:
-    scores: dict[str, float] = {}
-    for ranking in rankings.values():
-        for rank, cid in enumerate(ranking, 1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
-    return scores
-
-
-def article_rrf(rankings: dict[str, list[str]], article_of: dict[str, str], k: int = 60) -> dict[str, float]:
-    """RRF over articles, each ranked where its best chunk stands: a long article split into
-    many chunks must not push a short one down, nor win by having many mediocre chunks."""
-    deduped = {}
-    for name, ranking in rankings.items():
-        seen: dict[str, None] = {}
-        for cid in ranking:
-            seen.setdefault(article_of.get(cid, cid), None)
-        deduped[name] = list(seen)
-    return rrf(deduped, k)
 
 
 def _overlap(a: Hit, b: Hit) -> float:
@@ -78,8 +117,31 @@ def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) 
     return kept
 
 
+def day_number(date_int: int) -> int:
+    """YYYYMMDD as a day count (0 for undated or impossible dates): recency is linear in days."""
+    if not date_int:
+        return 0
+    try:
+        return dt.date(date_int // 10000, max(1, date_int // 100 % 100), max(1, date_int % 100)).toordinal()
+    except ValueError:
+        return 0
+
+
+def asks_about_now(question: str, lang: str) -> bool:
+    from rag.question import analyse
+
+    return analyse(question, lang).current
+
+
+@dataclass
+class _Fused:
+    articles: dict[str, float]  # article id -> score, what ranks
+    chunks: dict[str, float]  # chunk id -> score, orders an article's chunks
+
+
 class Retriever:
     def __init__(self, index: Index, embedder: Embedder, config: Config) -> None:
+        settings_for("hybrid", config)  # a misspelt fusion fails at start, not at the first question
         self.index, self.embedder, self.config = index, embedder, config
 
     @property
@@ -95,42 +157,45 @@ class Retriever:
         mode: str = "hybrid",
         collapse_duplicates: bool = True,
     ) -> Retrieval:
-        if mode not in MODES:
-            raise ValueError(f"unknown retrieval mode '{mode}' (use {', '.join(MODES)})")
+        s = settings_for(mode, self.config)
         k = k or self.config.top_k
         filters = filters or Filters()
         n = max(self.config.candidates, k * 4)
         timings: dict[str, float] = {}
         lang = detect_lang(question)
         self.index.refresh()
-        rankings: dict[str, list[str]] = {}
+        dense: dict[str, float] = {}
+        lexical: dict[str, float] = {}
         vector = None
         found: dict[str, tuple[str, dict]] = {}
-        if mode in ("hybrid", "dense"):
+        if s.dense:
             t = time.perf_counter()
             vector = self.embedder.embed_query(question)
             timings["embed_query"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            dense = self.index.dense(vector, n, filters)
+            hits = self.index.dense(vector, n, filters)
             timings["dense"] = (time.perf_counter() - t) * 1000
-            rankings["dense"] = [cid for cid, *_ in dense]
-            found.update({cid: (doc, meta) for cid, _, doc, meta in dense})
-        if mode in ("hybrid", "bm25"):
+            dense = {cid: score for cid, score, *_ in hits}
+            found.update({cid: (doc, meta) for cid, _, doc, meta in hits})
+        if s.lexical:
             t = time.perf_counter()
-            lexical = self.index.bm25(question, lang, n, filters)
+            # the index's own BM25 read has no field or feedback options: ask its lexical index
+            lexical = dict(self.index.lexical.search(
+                question, lang, n, filters.since, filters.until, filters.source,
+                title_boost=s.title_boost, prf_terms=s.prf_terms, expand=s.expand))
             timings["bm25"] = (time.perf_counter() - t) * 1000
-            rankings["bm25"] = [cid for cid, _ in lexical]
         t = time.perf_counter()
-        fused = rrf(rankings, self.config.rrf_k)
         article_of = {cid: self.index.article_of(cid) or found.get(cid, ("", {}))[1].get("article_id", cid)
-                      for cid in fused}
-        by_article = article_rrf(rankings, article_of, self.config.rrf_k)
+                      for cid in dense.keys() | lexical.keys()}
+        fused = self._fuse(s, question, lang, dense, lexical, article_of)
         # articles in fused order, each article's chunks in fused order; texts are fetched only
         # for the head of that list: enough to collapse duplicates
-        order = sorted(fused, key=lambda c: (-by_article[article_of[c]], -fused[c]))[: k * 2 + 5]
+        position = {aid: i for i, aid in enumerate(ranked(fused.articles))}
+        order = sorted(fused.chunks, key=lambda c: (position[article_of[c]], -fused.chunks[c], c))[: k * 2 + 5]
         missing = [c for c in order if c not in found]
         found.update(self.index.chunks(missing))
-        ranks = {name: {cid: r for r, cid in enumerate(ids, 1)} for name, ids in rankings.items()}
+        ranks = {name: {cid: r for r, cid in enumerate(ranked(scores), 1)}
+                 for name, scores in (("dense", dense), ("bm25", lexical)) if scores}
         hits = []
         for cid in order:
             if cid not in found:
@@ -141,7 +206,7 @@ class Retriever:
                     chunk_id=cid,
                     article_id=meta.get("article_id", ""),
                     text=doc,
-                    score=by_article[article_of[cid]] + fused[cid] / 1000,
+                    score=fused.articles[article_of[cid]] + fused.chunks[cid] / 1000,
                     title=meta.get("title", ""),
                     date=meta.get("date", ""),
                     source=meta.get("source", ""),
@@ -156,3 +221,26 @@ class Retriever:
             hits = collapse(hits)
         timings["fusion"] = (time.perf_counter() - t) * 1000
         return Retrieval(hits=hits[:k], timings_ms=timings, lang=lang, vector=vector)
+
+    def _fuse(self, s: Settings, question: str, lang: str, dense: dict[str, float], lexical: dict[str, float],
+              article_of: dict[str, str]) -> _Fused:
+        if s.fusion == "rrf":
+            rankings = {name: ranked(scores) for name, scores in (("dense", dense), ("bm25", lexical)) if scores}
+            return _Fused(article_rrf(rankings, article_of, s.rrf_k), rrf(rankings, s.rrf_k))
+        chunks = convex(dense, lexical, s.weight)
+        articles = convex(best_per_article(dense, article_of), best_per_article(lexical, article_of), s.weight)
+        if not (dense and lexical):
+            return _Fused(articles, chunks)  # one retriever: its own order, nothing to break ties for
+        if s.proximity > 0:
+            near = self.index.lexical.proximity(question, lang, chunks)
+            bonus = {cid: s.proximity * v for cid, v in near.items()}
+            chunks = {cid: v + bonus.get(cid, 0.0) for cid, v in chunks.items()}
+            best = best_per_article(bonus, article_of)
+            articles = {aid: v + best.get(aid, 0.0) for aid, v in articles.items()}
+        if s.recency > 0 and asks_about_now(question, lang):
+            days: dict[str, int] = {}
+            for cid, date_int in self.index.lexical.dates(chunks).items():
+                aid = article_of[cid]
+                days[aid] = max(days.get(aid, 0), day_number(date_int))
+            articles = recency_bonus(articles, days, s.recency)
+        return _Fused(articles, chunks)

@@ -80,18 +80,11 @@ def paced(deltas: Iterable[str], gap: float = STREAM_GAP, clock: Callable[[], fl
 
 
 class SampleIngest:
-    """First start: the bundled sample, one file per write, in a daemon thread.
-
-    One write per file because ``Index.writing`` holds the index for the whole write: readers in
-    this process (questions, the page's lists) wait at most for one file, and each file is
-    searchable (dense and BM25) as soon as it is written."""
+    """First start: ``Library.ingest_sample`` in a daemon thread, its progress for the status line."""
 
     def __init__(self, lib: Library) -> None:
-        from rag.parsing import iter_files
-
         self.lib = lib
-        self.files = [path for path, error in iter_files([lib.config.sample_dir]) if error is None]
-        self.total = len(self.files)
+        self.total = 0
         self.done = 0
         self.added = 0
         self.errors: list[str] = []
@@ -101,8 +94,8 @@ class SampleIngest:
 
     def start(self) -> None:
         self.running = True
-        log.info("first start: the store is empty, ingesting %d sample files from %s in the background",
-                 self.total, self.lib.config.sample_dir)
+        log.info("first start: the store is empty, ingesting the sample from %s in the background",
+                 self.lib.config.sample_dir)
         self._thread = threading.Thread(target=self._run, name="cronaca-sample", daemon=True)
         self._thread.start()
 
@@ -111,23 +104,24 @@ class SampleIngest:
             self._thread.join(timeout)
         return not self.running
 
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        if stage != "file":
+            return
+        self.done, self.total = done, total
+        try:
+            self.stats = self.lib.stats()
+        except Exception as exc:  # the status line keeps its last counts
+            log.warning("sample: cannot read the store's counts: %s", exc)
+
     def _run(self) -> None:
         t0 = time.monotonic()
         try:
-            for path in self.files:
-                try:
-                    report = self.lib.ingest([path])
-                except Exception as exc:  # one file must not stop the others
-                    log.warning("sample %s: %s", path.name, exc)
-                    self.errors.append(f"{path.name}: {exc}")
-                else:
-                    self.added += report.added
-                    self.errors += [str(e) for e in report.errors]
-                self.done += 1
-                try:
-                    self.stats = self.lib.stats()
-                except Exception as exc:  # the status line keeps its last counts
-                    log.warning("sample: cannot read the store's counts: %s", exc)
+            report = self.lib.ingest_sample(progress=self._progress)
+            self.added = report.added
+            self.errors = [str(e) for e in report.errors]
+        except Exception as exc:  # the page keeps working without the sample
+            log.warning("sample: %s", exc)
+            self.errors.append(str(exc))
         finally:
             self.running = False
             log.info("sample ingested in %.0f s: %d articles added, %d errors", time.monotonic() - t0,
@@ -160,7 +154,7 @@ class App:
     def token(self) -> str:
         """Changes with every write by any process (the index generation), and when the first-start
         sample ends, so a session's timer knows its views are stale."""
-        generation = self.lib.index.store.generation()
+        generation = self.lib.generation()
         return f"{generation}|{'sampling' if self.sampling else ''}"
 
     def status(self, lang: str, stats: dict[str, Any] | None = None) -> str:

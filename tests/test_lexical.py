@@ -24,3 +24,96 @@ def test_index_updates_filters_and_persists(tmp_path):
     again.update(remove=["c1"])
     assert [i for i, _ in again.search("Ancelotti", "it", 5)] == ["c3"]
     assert again.search("parola assente", "it", 5) == []
+
+
+def _news(tmp_path):
+    idx = LexicalIndex(tmp_path / "bm25")
+    idx.update(add=[
+        ("mercato#0", "Roma e Milan cercano un tecnico. Si parla di Ancelotti e di altri nomi.", "it",
+         {"article_id": "mercato", "title": "Il mercato degli allenatori", "date_int": 20241101}),
+        ("brasile#0", "La federazione ha scelto il nuovo commissario tecnico dopo Dorival.", "it",
+         {"article_id": "brasile", "title": "Ancelotti ct del Brasile", "date_int": 20250512}),
+        ("napoli#0", "Il Napoli vince lo scudetto all'ultima giornata contro il Cagliari.", "it",
+         {"article_id": "napoli", "title": "Napoli campione d'Italia", "date_int": 20250523}),
+        ("oro#0", "Rodri vince il Pallone d'Oro davanti a Vinicius.", "it",
+         {"article_id": "oro", "title": "Il Pallone d'Oro a Rodri", "date_int": 20241028}),
+    ])
+    return idx
+
+
+def test_title_field_lifts_the_article_a_title_is_about(tmp_path):
+    idx = _news(tmp_path)
+    plain = [cid for cid, _ in idx.search("Ancelotti", "it", 5)]
+    boosted = idx.search("Ancelotti", "it", 5, title_boost=1.0)
+    assert set(plain) == {cid for cid, _ in boosted} == {"mercato#0", "brasile#0"}
+    assert boosted[0][0] == "brasile#0"  # named in its title: the article is about him
+    # a word met only in text gains nothing from the title field
+    assert idx.search("scudetto", "it", 5, title_boost=1.0) == idx.search("scudetto", "it", 5)
+
+
+def test_titles_survive_a_save_and_an_old_index_asks_for_a_rebuild(tmp_path):
+    idx = _news(tmp_path)
+    idx.save(stamp="7")
+    again = LexicalIndex(tmp_path / "bm25")
+    assert again.stamp == "7"
+    assert again.search("Ancelotti", "it", 5, title_boost=1.0) == idx.search("Ancelotti", "it", 5, title_boost=1.0)
+    for name in ("title_tokens.npy", "title_offsets.npy"):  # as saved before titles were a field
+        (tmp_path / "bm25" / name).unlink()
+    old = LexicalIndex(tmp_path / "bm25")
+    assert old.stamp == ""  # unknown generation: rag.index rebuilds it from the store
+    assert [c for c, _ in old.search("Ancelotti", "it", 5)] == [c for c, _ in idx.search("Ancelotti", "it", 5)]
+
+
+def test_english_names_get_their_italian_spelling(tmp_path):
+    from rag.lexical import italian_names, query_tokens
+
+    assert italian_names("Who won the Ballon d'Or?") == ["pallone d'oro"]
+    assert italian_names("Who coaches Brazil and Italy?") == ["brasile", "italia"]
+    assert italian_names("Chi allena la Roma?") == []
+    assert "pallon" in query_tokens("Who won the Ballon d'Or?", "en", expand=True)
+    assert "pallon" not in query_tokens("Who won the Ballon d'Or?", "en")
+    assert query_tokens("Chi ha vinto il Pallone d'Oro?", "it", expand=True) == tokenize(
+        "Chi ha vinto il Pallone d'Oro?", "it")  # Italian questions are left as they are
+    idx = _news(tmp_path)
+    assert idx.search("Who won the Ballon d'Or?", "en", 5) == []
+    assert [c for c, _ in idx.search("Who won the Ballon d'Or?", "en", 5, expand=True)][0] == "oro#0"
+
+
+def test_feedback_terms_are_bounded_deterministic_and_new():
+    import numpy as np
+
+    from rag.lexical import PRF_DOCS, feedback_terms
+
+    docs = [np.array(d, dtype=np.int32) for d in ([0, 1, 2, 2, 3], [0, 2, 4, 5], [1, 6, 7], [0, 8, 9], [9, 9, 9])]
+    idf = np.ones(10, dtype=np.float32)
+    scores = np.array([3.0, 2.0, 1.0, 0.5, 0.0])
+    first = feedback_terms(scores, docs, idf, query_ids=[0], limit=3)
+    assert first == feedback_terms(scores, docs, idf, query_ids=[0], limit=3)
+    assert len(first) == 3 and 0 not in first
+    assert first[0] == 2  # twice in the best result and once in the second
+    # only the first PRF_DOCS results are read: words of later ones never come in
+    late = {w for d in docs[PRF_DOCS:] for w in d.tolist()} - {w for d in docs[:PRF_DOCS] for w in d.tolist()}
+    assert not late & set(feedback_terms(scores, docs, idf, query_ids=[0], limit=100))
+    assert feedback_terms(np.zeros(5), docs, idf, query_ids=[0], limit=3) == []
+    assert feedback_terms(scores, docs, idf, query_ids=[0], limit=0) == []
+
+
+def test_feedback_expands_the_query_within_the_filters(tmp_path):
+    idx = _news(tmp_path)
+    plain = idx.search("Dorival", "it", 5)
+    expanded = idx.search("Dorival", "it", 5, prf_terms=5)
+    assert [c for c, _ in plain] == ["brasile#0"]
+    assert expanded[0][0] == "brasile#0"
+    assert expanded[0][1] > plain[0][1]  # its own words came back as expansion
+    assert idx.search("Dorival", "it", 5, prf_terms=5, since=20250601) == []
+
+
+def test_proximity_counts_adjacent_pairs(tmp_path):
+    idx = _news(tmp_path)
+    near = idx.proximity("Il Napoli vince lo scudetto", "it", ["napoli#0", "mercato#0", "unknown"])
+    assert set(near) == {"napoli#0", "mercato#0"}
+    assert near["napoli#0"] == 1.0  # "napol vinc", "vinc scudett": both pairs, in order
+    assert near["mercato#0"] == 0.0
+    half = idx.proximity("scudetto Napoli vince", "it", ["napoli#0"])["napoli#0"]
+    assert 0.0 < half < 1.0  # "napol vinc" is there, "scudett napol" is not
+    assert idx.proximity("Napoli", "it", ["napoli#0"]) == {"napoli#0": 0.0}  # one word: no pair

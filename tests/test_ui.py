@@ -341,5 +341,10 @@ def test_no_sample_run_when_the_store_has_articles(sample_app):
 
 def test_sample_ingest_counts_files_like_the_cli(make_lib):
     run = SampleIngest(make_lib())
-    assert [p.name for p in run.files] == sorted(p.name for p in run.files) and "README.md" not in {
-        p.name for p in run.files}
+    run.start()
+    assert run.wait(300)
+    from rag.parsing import iter_files
+
+    files = [p for p, e in iter_files([run.lib.config.sample_dir]) if e is None]
+    assert (run.done, run.total) == (len(files), len(files)) and "README.md" not in {p.name for p in files}
+    assert run.added == len(files) and not run.errors
