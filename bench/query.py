@@ -15,7 +15,9 @@ dense numbers are, if anything, pessimistic.
 Prints a Markdown table; the LAST line is one JSON object with ``overhead_p95_ms_100k``
 (p95 of dense + bm25 + fusion in hybrid mode at the largest size, i.e. everything retrieval
 adds on top of embedding the query) and ``hybrid_over_dense_p95`` (that p95 over the p95 of
-dense + fusion in dense-only mode, same size). Targets: < 25 ms and <= 1.3.
+dense + fusion in dense-only mode, same size). Targets: < 25 ms and <= 1.3. It also carries
+``bench/answer.py``'s keys (``extractive_speedup``, ``cold_ask_over_import``, ...), measured in
+the same run (``--no-answer`` leaves them out).
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="10k and 20k chunks, one pass of the questions")
     p.add_argument("--sizes", default="", help="comma-separated chunk counts (overrides the default)")
     p.add_argument("--repeats", type=int, default=0, help="passes over the question list")
+    p.add_argument("--no-answer", dest="answer", action="store_false",
+                   help="leave out bench/answer.py's figures (answerer speed, cold ask)")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s] or ([10_000, 20_000] if args.quick
                                                              else [10_000, 100_000])
@@ -199,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
                     for r in rows},
         "seconds": round(total_s, 1),
     }
+    if args.answer:
+        import answer  # bench/answer.py, next to this script
+
+        figures = answer.run(6 if args.quick else 10)
+        print()
+        print("| answer figure | value |\n|---|---|")
+        for key, value in figures.items():
+            print(f"| {key} | {value} |")
+        result.update(figures)
     if big["chunks"] != 100_000:
         result["note"] = f"overhead_p95_ms_100k measured at {big['chunks']} chunks (--quick/--sizes)"
     print(json.dumps(result))

@@ -49,12 +49,12 @@ def _claim(text: str, date: str, markers: str, lang: str) -> str:
 
 def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, int], question: str,
                       hits: list[Hit], lang: str, query_vector=None, bounded: bool = False,
-                      later: Callable[[str], list[Hit]] | None = None) -> Answer:
+                      later: Callable[[str], list[Hit]] | None = None, vectors=None) -> Answer:
     notice = render(config.prompts_dir, "extractive_notice", lang)
     asked = analyse(question, lang)
     hits = list(hits)  # "since then" sources are appended to a copy
     result = extractive.answer(asked, hits, embedder, vocabulary, query_vector=query_vector, bounded=bounded,
-                               later=later)
+                               later=later, vectors=vectors)
     if result.declined:
         answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
@@ -110,6 +110,7 @@ def stream_answer(
     answerer: str = "auto",
     fallback: str | None = None,
     retrieval_mode: str = "hybrid",
+    vectors=None,
 ) -> Iterator[str | Answer]:
     if answerer not in ANSWERERS:
         raise RequestError("answerer", f"'{answerer}' is not one of {', '.join(ANSWERERS)}", code="choice")
@@ -157,14 +158,14 @@ def stream_answer(
                 raise
             answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
                                        query_vector=retrieval.vector, bounded=bool(filters and filters.until),
-                                       later=_later(retriever, question, filters))
+                                       later=_later(retriever, question, filters), vectors=vectors)
             answer.notice = f"{exc}. {answer.notice}"
             yield "\n\n" if raw else ""
             yield answer.text
     else:
         answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
                                    query_vector=retrieval.vector, bounded=bool(filters and filters.until),
-                                   later=_later(retriever, question, filters))
+                                   later=_later(retriever, question, filters), vectors=vectors)
         yield from re.split(r"(?<=\]\. )|(?<=\] )", answer.text)  # streams claim by claim
     t_done = time.perf_counter()
     answer.timings_ms = {

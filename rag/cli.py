@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,15 +28,30 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _library(args):
-    from rag.library import Library
-    from rag.store import StoreError
-
+def _library(args, warm: bool = False):
+    """``warm``: the command will embed, so the model loads in a thread while the store's
+    libraries import (a cold ``cronaca ask`` waits for the longer of the two, not their sum)."""
     try:
-        return Library(Config.load(args.config))
-    except (StoreError, ValueError) as exc:
+        config = Config.load(args.config)
+        embedder = None
+        if warm:
+            from rag.embeddings import make_embedder
+
+            embedder = make_embedder(config)
+            if hasattr(embedder, "warm"):
+                threading.Thread(target=embedder.warm, name="cronaca-warm", daemon=True).start()
+        from rag.library import Library
+
+        return Library(config, embedder=embedder)
+    except (_store_error(), ValueError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)
+
+
+def _store_error() -> type[Exception]:
+    from rag.store import StoreError
+
+    return StoreError
 
 
 def _error(message: str) -> None:
@@ -151,7 +167,7 @@ def emit(make_stream: Callable[[], Any], as_json: bool, printer, what: str) -> i
 
 
 def cmd_ask(args) -> int:
-    lib = _library(args)
+    lib = _library(args, warm=True)
     return emit(lambda: lib.stream(args.question, k=args.k, since=args.since or "", until=args.until or "",
                                    source=args.source or "", as_of=args.as_of or "",
                                    answerer=args.answerer, fallback=args.fallback),
@@ -409,22 +425,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rag.index import IndexBusy
-    from rag.store import StoreError
-
+    global _command
     args = build_parser().parse_args(argv)
+    _command = args.command
     try:
         return args.func(args)
     except RequestError as exc:
         _error(str(exc))
         return 2
-    except (StoreError, IndexBusy) as exc:
-        _error(str(exc))
-        return 2
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except Exception as exc:  # the store's errors, imported only when one happens (see _library)
+        from rag.index import IndexBusy
+        from rag.store import StoreError
+
+        if isinstance(exc, (StoreError, IndexBusy)):
+            _error(str(exc))
+            return 2
+        raise
+
+
+QUICK_EXIT = {"ask", "summarise", "digest", "list", "show", "stats"}
+_command = ""  # the last command main() ran
+
+
+def run() -> None:
+    """The console entry point. Commands that only read leave without tearing the interpreter
+    down: freeing the model, its vocabulary and the store's bindings takes half a second of a
+    cold ``cronaca ask`` and protects nothing (what they write, sentence vectors, is committed
+    as it is written)."""
+    code = main(sys.argv[1:])
+    if _command in QUICK_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

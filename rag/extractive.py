@@ -25,13 +25,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
 from pathlib import Path
-from threading import Lock
 
 import numpy as np
 
@@ -39,6 +37,7 @@ from rag.embeddings import Embedder
 from rag.models import Hit
 from rag.question import Question, mentions, names_in
 from rag.text import STOPWORDS, fold, sentence_spans, tokenize
+from rag.vector_cache import VectorCache
 
 # -- what a sentence holds ---------------------------------------------------------------------
 
@@ -188,37 +187,7 @@ def new_names(question: Question, text: str) -> list[str]:
 # -- scoring ------------------------------------------------------------------------------------
 
 
-class _VectorCache:
-    """Sentence vectors by text, per embedder: the same sentences come back question after
-    question, and embedding them is the answerer's whole cost."""
-
-    def __init__(self, size: int = 20000) -> None:
-        self.size, self.lock, self.data = size, Lock(), OrderedDict()
-
-    def get(self, embedder: Embedder, texts: list[str]) -> np.ndarray:
-        keys = [(embedder.name, t) for t in texts]
-        with self.lock:
-            missing = list(dict.fromkeys(t for k, t in zip(keys, texts) if k not in self.data))
-        if missing:
-            vectors = embedder.embed_passages(missing)
-            with self.lock:
-                for t, v in zip(missing, vectors):
-                    self.data[(embedder.name, t)] = np.asarray(v, dtype=np.float32)
-                while len(self.data) > self.size:
-                    self.data.popitem(last=False)
-        with self.lock:
-            out = []
-            for k in keys:
-                v = self.data.get(k)
-                if v is None:  # evicted meanwhile by another thread: embed it again
-                    v = embedder.embed_passages([k[1]])[0]
-                else:
-                    self.data.move_to_end(k)
-                out.append(v)
-        return np.vstack(out) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-VECTORS = _VectorCache()
+VECTORS = VectorCache()  # in memory; a Library passes its own, kept on disk
 
 
 def _mentioned(question: Question, text: str, name: str, cross: bool) -> bool:
@@ -263,7 +232,7 @@ FEATURES = ("bias", "cover", "cover_own", "pred_frac", "pred_any", "cos", "cos_z
 
 
 def score(question: Question, cands: list[Candidate], hits: list[Hit], embedder: Embedder | None,
-          query_vector: np.ndarray | None = None) -> None:
+          query_vector: np.ndarray | None = None, vectors: VectorCache | None = None) -> None:
     """Each candidate's probability of answering the question (``score``) and its flags.
 
     A cheap first pass (words, kind, position) picks the sentences worth embedding; the model
@@ -313,7 +282,7 @@ def score(question: Question, cands: list[Candidate], hits: list[Hit], embedder:
     shortlist = list({id(c): c for c in chosen}.values())
     if embedder is not None and shortlist:
         q = query_vector if query_vector is not None else embedder.embed_query(question.text)
-        sims = VECTORS.get(embedder, [c.text for c in shortlist]) @ np.asarray(q, dtype=np.float32)
+        sims = (vectors or VECTORS).get(embedder, [c.text for c in shortlist]) @ np.asarray(q, dtype=np.float32)
         z = (sims - sims.mean()) / (sims.std() + 1e-6) if len(sims) > 1 else np.zeros_like(sims)
         top = float(sims.max())
         for c, cos, zz in zip(shortlist, sims, z):
@@ -424,7 +393,8 @@ def _days_between(a: str, b: str) -> int:
 
 def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocabulary: dict[str, int] | None = None,
            query_vector: np.ndarray | None = None, max_sentences: int = 3, bounded: bool = False,
-           trace: list | None = None, later: Callable[[str], list[Hit]] | None = None) -> Extract:
+           trace: list | None = None, later: Callable[[str], list[Hit]] | None = None,
+           vectors: VectorCache | None = None) -> Extract:
     """``bounded``: the question is limited in time (as of a date): no "since then" line.
     ``later``: a search for the question among articles after a date (see ``_since``).
     ``trace``: filled with every candidate, best first, to see why an answer came out as it did."""
@@ -434,7 +404,7 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
     if unknown:
         return Extract([], f"no article mentions {', '.join(unknown)}")
     cands = candidates(hits, question.lang)
-    score(question, cands, hits, embedder, query_vector)
+    score(question, cands, hits, embedder, query_vector, vectors)
     usable = [c for c in cands if c.about and c.typed and c.timely and c.features is not None
               and not c.text.rstrip().endswith("?")]
     if trace is not None:
@@ -474,7 +444,7 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
         if older:
             picks.append(Pick(max(older, key=lambda c: (_date(hits, c), c.score)), "earlier"))
     if not bounded:
-        picks += _since(question, hits, picks, embedder, later, query_vector)
+        picks += _since(question, hits, picks, embedder, later, query_vector, vectors)
     for p in picks:  # the same sentence told by another article: cite both
         p.also = [c for c in cands if c.hit_index != p.candidate.hit_index
                   and hits[c.hit_index].article_id != hits[p.candidate.hit_index].article_id and _same(c, p.candidate)
@@ -502,7 +472,8 @@ def _first(spellings: list[str], text: str) -> float:
 
 
 def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Embedder | None,
-            later: Callable[[str], list[Hit]] | None, query_vector: np.ndarray | None) -> list[Pick]:
+            later: Callable[[str], list[Hit]] | None, query_vector: np.ndarray | None,
+            vectors: VectorCache | None = None) -> list[Pick]:
     """Newer articles about the question's subjects may have changed the story: for each name
     (two at most), the sentence of the most relevant later articles where that name comes first
     and something happens to it, dated. ``later(date)`` retrieves for the question among
@@ -524,7 +495,7 @@ def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Emb
     sims = np.zeros(len(pool))
     if embedder is not None:
         q = query_vector if query_vector is not None else embedder.embed_query(question.text)
-        sims = VECTORS.get(embedder, [c.text for c in pool]) @ np.asarray(q, dtype=np.float32)
+        sims = (vectors or VECTORS).get(embedder, [c.text for c in pool]) @ np.asarray(q, dtype=np.float32)
     out: list[Pick] = []
     offset = len(hits)
     hits.extend(fresh)

@@ -69,7 +69,8 @@ def convex(dense: Mapping[str, float], lexical: Mapping[str, float], weight: flo
     below that retriever's last candidate, which is 0 after normalisation. With one retriever
     empty, the other's order is kept as it is."""
     d, b = minmax(dense), minmax(lexical)
-    return {key: weight * d.get(key, 0.0) + (1.0 - weight) * b.get(key, 0.0) for key in d.keys() | b.keys()}
+    keys = [*d, *(key for key in b if key not in d)]  # a stable order: dense first, as given
+    return {key: weight * d.get(key, 0.0) + (1.0 - weight) * b.get(key, 0.0) for key in keys}
 
 
 def recency_bonus(scores: Mapping[str, float], days: Mapping[str, int], weight: float) -> dict[str, float]:
@@ -87,5 +88,6 @@ def recency_bonus(scores: Mapping[str, float], days: Mapping[str, int], weight: 
 
 
 def ranked(scores: Mapping[str, float]) -> list[str]:
-    """Best first; equal scores in key order, so a ranking never depends on dict order."""
-    return sorted(scores, key=lambda key: (-scores[key], key))
+    """Best first; equal scores keep the order given (RRF gives many ties: an article first in
+    one list only ties with one first in the other only, and the dense one has always led)."""
+    return sorted(scores, key=lambda key: -scores[key])

@@ -32,6 +32,9 @@ from rag.text import fold, tokenize
 TITLE_K1, TITLE_B = 1.2, 0.0  # titles are a few words: no length normalisation
 PRF_DOCS = 3  # feedback documents for pseudo-relevance feedback
 PRF_WEIGHT = 0.2  # weight of each expansion word against 1 for a word of the question
+# a question of two words has one pair, and whether a chunk has it adjacent is all or nothing,
+# said again by both words' own BM25 scores: proximity speaks from two pairs (three words) on
+PROXIMITY_MIN_PAIRS = 2
 
 
 @lru_cache(maxsize=1)
@@ -293,7 +296,8 @@ class LexicalIndex:
         """For each chunk, the idf-weighted share of the question's adjacent word pairs that are
         adjacent in the chunk too (stopwords are gone on both sides, so "allenatore della Roma"
         meets "allen rom"): a phrase of the question found as a phrase, in [0, 1]. The sequential
-        dependence idea (Metzler and Croft, 2005) at the cost of a set lookup per candidate."""
+        dependence idea (Metzler and Croft, 2005) at the cost of a set lookup per candidate.
+        Questions with fewer than ``PROXIMITY_MIN_PAIRS`` pairs score 0 everywhere."""
         with self.lock:
             vocab, idf, docs, pos = self.vocab, self.idf, self.docs, self.positions()
         q = [i if i < len(idf) else -1 for i in (vocab.get(t, -1) for t in tokenize(query, lang))]
@@ -303,15 +307,15 @@ class LexicalIndex:
         total = sum(weight.values())
         known = [(a, b, w) for (a, b), w in weight.items() if a >= 0 and b >= 0 and w > 0]
         out = {cid: 0.0 for cid in ids if cid in pos}
-        if not known or total <= 0:
+        if not known or total <= 0 or len(weight) < PROXIMITY_MIN_PAIRS:
             return out
-        size = np.int64(max(len(vocab), 1) + 1)
-        codes = np.array([a * size + b for a, b, _ in known], dtype=np.int64)
-        weights = np.array([w for *_, w in known])
+        size = max(len(vocab), 1) + 1
+        wanted = {a * size + b: w for a, b, w in known}
         for cid in out:
             doc = docs[pos[cid]].astype(np.int64)
-            if len(doc) > 1:
-                out[cid] = float(weights[np.isin(codes, doc[:-1] * size + doc[1:])].sum() / total)
+            if len(doc) > 1:  # a set of the chunk's pair codes: cheaper than numpy's isin on small arrays
+                have = set((doc[:-1] * size + doc[1:]).tolist())
+                out[cid] = sum(w for code, w in wanted.items() if code in have) / total
         return out
 
 

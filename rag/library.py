@@ -22,6 +22,7 @@ from rag.parsing import IngestError
 from rag.retrieval import Retrieval, Retriever
 from rag.streams import Stream
 from rag.uploads import Upload, stage
+from rag.vector_cache import VectorCache
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Library:
         self.embedder = embedder or make_embedder(self.config)
         self.index = Index(self.config, self.embedder)
         self.retriever = Retriever(self.index, self.embedder, self.config)
+        self.vectors = VectorCache(self.home / "sentence-vectors.sqlite")
         if self.index.write_interrupted():  # a killed write: clean up before anyone reads
             self.doctor(repair=True)
 
@@ -147,7 +149,7 @@ class Library:
             standalone = self._standalone(turns, asked, chosen)
             for item in stream_answer(standalone, config=self.config, retriever=self.retriever,
                                       embedder=self.embedder, k=n, filters=filters, answerer=chosen,
-                                      fallback=on_failure, retrieval_mode=retrieval_mode):
+                                      fallback=on_failure, retrieval_mode=retrieval_mode, vectors=self.vectors):
                 if isinstance(item, Answer):
                     item.question, item.standalone_question = asked, standalone
                 yield item

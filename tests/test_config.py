@@ -19,3 +19,15 @@ def test_bad_settings_are_named(tmp_path):
         Config.load(toml, env={})
     with pytest.raises(ValueError, match="setting top_k"):
         Config.load(tmp_path / "missing.toml", env={"CRONACA_TOP_K": "many"})
+
+
+def test_every_setting_is_documented_in_the_readme():
+    """The README's configuration table is the user's only reference: a setting missing there
+    does not exist for them."""
+    import dataclasses
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for f in dataclasses.fields(Config):
+        assert f"| {f.name} | `{f.metadata['env']}` |" in readme, f.name

@@ -224,7 +224,7 @@ def test_cut_answer_with_fallback_is_answered_extractively(llm_lib, stub):
 def _cli(monkeypatch, capsys, lib, *args: str) -> tuple[int, str, str]:
     from rag import cli
 
-    monkeypatch.setattr(cli, "_library", lambda _args: lib)
+    monkeypatch.setattr(cli, "_library", lambda _args, **_: lib)
     code = cli.main(["ask", QUESTION, *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err

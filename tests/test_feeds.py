@@ -605,6 +605,7 @@ def test_cli_feed_add_refresh_ask_update_and_gone(site, tmp_path, monkeypatch, c
     for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("rag.library.make_embedder", lambda config: HashEmbedder())
+    monkeypatch.setattr("rag.embeddings.make_embedder", lambda config: HashEmbedder())  # cronaca ask warms it
     feed_url = serve_gazzetta(site)
 
     assert main(["feed", "add", feed_url, "--name", "gazzetta"]) == 0

