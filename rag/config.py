@@ -37,7 +37,7 @@ class Config:
     candidates: int = field(default=40, metadata={"env": "CRONACA_CANDIDATES"})
     rrf_k: int = field(default=10, metadata={"env": "CRONACA_RRF_K"})
     fusion: str = field(default="convex", metadata={"env": "CRONACA_FUSION"})
-    fusion_weight: float = field(default=0.5, metadata={"env": "CRONACA_FUSION_WEIGHT"})
+    fusion_weight: float = field(default=0.6, metadata={"env": "CRONACA_FUSION_WEIGHT"})
     title_boost: float = field(default=0.5, metadata={"env": "CRONACA_TITLE_BOOST"})
     proximity: float = field(default=0.3, metadata={"env": "CRONACA_PROXIMITY"})
     prf_terms: int = field(default=0, metadata={"env": "CRONACA_PRF_TERMS"})

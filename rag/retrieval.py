@@ -46,7 +46,7 @@ class Settings:
     dense: bool = True
     lexical: bool = True
     fusion: str = "convex"  # convex | rrf
-    weight: float = 0.5  # dense share in the convex combination
+    weight: float = 0.6  # dense share in the convex combination (Config.fusion_weight)
     rrf_k: int = 10
     title_boost: float = 0.0  # BM25 title field, as a share of its score
     proximity: float = 0.0  # weight of the adjacent-pair bonus (convex fusion, both retrievers)
