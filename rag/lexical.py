@@ -292,6 +292,23 @@ class LexicalIndex:
                 scores = scores + PRF_WEIGHT * (np.where(mask, more, 0.0) if mask is not None else more)
         return _top(ids, scores, n)
 
+    def coverage(self, query: str, lang: str, expand: bool = False) -> float:
+        """How much of the question BM25 can see: the idf mass of its words the index knows over
+        the mass of all of them, an unknown word weighing as the rarest known one. A question
+        whose names the articles spell otherwise ("Juve" for Juventus, "Italy" over Italian text)
+        is matched on its common words only, and its BM25 ranking says little; 1 when every word
+        is known (or the question has none)."""
+        with self.lock:
+            vocab, idf = self.vocab, self.idf
+        tokens = query_tokens(query, lang, expand)
+        if not tokens or not len(idf):
+            return 1.0
+        rarest = float(idf.max())
+        known = [float(idf[vocab[t]]) for t in tokens if t in vocab and vocab[t] < len(idf)]
+        unknown = len(tokens) - len(known)
+        total = sum(known) + unknown * rarest
+        return sum(known) / total if total > 0 else 1.0
+
     def proximity(self, query: str, lang: str, ids: Iterable[str]) -> dict[str, float]:
         """For each chunk, the idf-weighted share of the question's adjacent word pairs that are
         adjacent in the chunk too (stopwords are gone on both sides, so "allenatore della Roma"

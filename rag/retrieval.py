@@ -53,6 +53,9 @@ class Settings:
     prf_terms: int = 0  # BM25 pseudo-relevance feedback words (0 = off)
     recency: float = 0.0  # largest date bonus for present-state questions (convex fusion)
     expand: bool = True  # Italian spellings of English names in BM25 queries
+    # BM25's share of the convex sum scaled by the share of the question it can see (its
+    # words' idf mass the index knows): a question BM25 half-reads leans on dense
+    coverage: bool = True
 
     @classmethod
     def from_config(cls, config: Config) -> Settings:
@@ -61,7 +64,7 @@ class Settings:
                    recency=config.recency_tiebreak)
 
 
-_PLAIN = {"title_boost": 0.0, "proximity": 0.0, "prf_terms": 0, "recency": 0.0, "expand": False}
+_PLAIN = {"title_boost": 0.0, "proximity": 0.0, "prf_terms": 0, "recency": 0.0, "expand": False, "coverage": False}
 # name -> changes to the configured settings. ``hybrid`` is what the product ships; the others
 # exist to be compared with it (python -m eval run ... --retrieval hybrid,hybrid-rrf,...).
 MODES: dict[str, dict[str, Any]] = {
@@ -71,6 +74,7 @@ MODES: dict[str, dict[str, Any]] = {
     "hybrid-rrf": {"fusion": "rrf", **_PLAIN},  # the fusion before issue 16: article RRF, plain BM25
     "hybrid-convex": {"fusion": "convex", **_PLAIN},  # score fusion alone, without the other features
     "hybrid-prf": {"prf_terms": 10},  # the shipped settings plus BM25 pseudo-relevance feedback
+    "hybrid-flat": {"coverage": False},  # the shipped settings with BM25's weight fixed
     "bm25-plain": {"dense": False, **_PLAIN},  # BM25 as it was: no title field, no name spellings
 }
 
@@ -226,8 +230,11 @@ class Retriever:
         if s.fusion == "rrf":
             rankings = {name: list(scores) for name, scores in (("dense", dense), ("bm25", lexical)) if scores}
             return _Fused(article_rrf(rankings, article_of, s.rrf_k), rrf(rankings, s.rrf_k))
-        chunks = convex(dense, lexical, s.weight)
-        articles = convex(best_per_article(dense, article_of), best_per_article(lexical, article_of), s.weight)
+        weight = s.weight
+        if s.coverage and dense and lexical:
+            weight = 1.0 - (1.0 - s.weight) * self.index.lexical.coverage(question, lang, s.expand)
+        chunks = convex(dense, lexical, weight)
+        articles = convex(best_per_article(dense, article_of), best_per_article(lexical, article_of), weight)
         if not (dense and lexical):
             return _Fused(articles, chunks)  # one retriever: its own order, nothing to break ties for
         if s.proximity > 0:

@@ -119,3 +119,13 @@ def test_proximity_counts_adjacent_pairs(tmp_path):
     # one pair (two words) says nothing the words' own scores do not: no bonus
     assert idx.proximity("Napoli vince", "it", ["napoli#0"]) == {"napoli#0": 0.0}
     assert idx.proximity("Napoli", "it", ["napoli#0"]) == {"napoli#0": 0.0}
+
+
+def test_coverage_is_the_share_of_the_question_bm25_can_see(tmp_path):
+    idx = _news(tmp_path)
+    assert idx.coverage("Il Napoli vince lo scudetto", "it") == 1.0  # every word is in the articles
+    assert idx.coverage("il lo", "it") == 1.0  # stopwords only: nothing to doubt
+    known = idx.coverage("Napoli vince", "it")
+    partial = idx.coverage("Napoli vince Spezia", "it")  # a name no article spells
+    assert 0.0 < partial < known == 1.0
+    assert idx.coverage("Spezia Sassuolo", "it") == 0.0
