@@ -69,7 +69,29 @@ def model_path(weights: E5Weights, variant: str, directory: Path | None = None) 
     _check_variant(variant)
     folder = directory or cache_dir()
     version = f"g{GRAPH_VERSION}" + (f"q{QUANT_VERSION}" if variant == "int8" else "")
-    return folder / f"e5-small-{variant}-{weights.digest[:16]}-{version}.onnx"
+    return folder / f"e5-small-{variant}-{_digest(weights, folder)[:16]}-{version}.onnx"
+
+
+def _digest(weights: E5Weights, folder: Path) -> str:
+    """The weight file's sha256, remembered beside the graphs under its path, size and mtime:
+    hashing 70 MB is a tenth of a second of every cold start, for a file that never changes."""
+    import hashlib
+
+    try:
+        st = weights.path.stat()
+        stamp = hashlib.sha1(f"{weights.path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        memo = folder / f"digest-{stamp}.txt"
+        known = memo.read_text(encoding="ascii").strip() if memo.is_file() else ""
+        if len(known) == 64:
+            return known
+        digest = weights.digest
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(digest, encoding="ascii")
+        os.replace(tmp, memo)  # never half a digest, whoever writes it
+        return digest
+    except OSError:  # a read-only cache: hash every time
+        return weights.digest
 
 
 def ensure_model(weights: E5Weights, variant: str, directory: Path | None = None) -> Path:

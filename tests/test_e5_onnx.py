@@ -273,3 +273,29 @@ def test_ensure_model_rejects_unknown_variant(tmp_path):
     with pytest.raises(ValueError):
         ensure_model(weights, "int4", tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_weight_digest_is_remembered_until_the_file_changes(tmp_path):
+    from rag.e5_onnx import _digest
+
+    class Weights:  # what _digest reads of rag.e5_wheel.E5Weights
+        def __init__(self, path):
+            self.path, self.hashed = path, 0
+
+        @property
+        def digest(self):
+            import hashlib
+
+            self.hashed += 1
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    f = tmp_path / "e5-small-q4.bin"
+    f.write_bytes(b"weights v1")
+    w = Weights(f)
+    first = _digest(w, tmp_path / "cache")
+    again = Weights(f)  # a later process
+    assert _digest(again, tmp_path / "cache") == first and again.hashed == 0
+    assert w.hashed == 1
+    f.write_bytes(b"weights v2, a new release")  # other size and mtime: hashed again
+    w2 = Weights(f)
+    assert _digest(w2, tmp_path / "cache") != first and w2.hashed == 1
