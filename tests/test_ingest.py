@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -158,3 +159,26 @@ def test_cli_list_show_stats_delete(tmp_path, monkeypatch, capsys):
     assert main(["delete", aid]) == 0
     assert main(["show", aid]) == 1
     assert "no article with id" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_cold_ask_imports_only_what_it_uses(tmp_path):
+    """``cronaca ask`` from a fresh process: no page, plotting, HTML extraction, LLM client or graph
+    builder is loaded to answer offline (each costs start-up time on every question)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRONACA_", "OPENAI_", "CHROMA_"))}
+    env["CRONACA_HOME"] = str(tmp_path / "home")
+    seed = SAMPLE / "ancelotti_2024-11.txt"
+    subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(seed)], env=env, check=True,
+                   capture_output=True, timeout=600)
+    probe = ("import sys, json\nfrom rag.cli import main\ncode = main(['ask', 'Quali club vogliono Ancelotti?'])\n"
+             "print(json.dumps([code, sorted(m for m in sys.modules if '.' not in m)]))")
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600)
+    code, modules = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 0, proc.stderr[-2000:]
+    assert "onnxruntime" in modules  # the probe saw the model load: the list is the ask path's
+    unused = {"gradio", "matplotlib", "trafilatura", "openai", "fastapi", "uvicorn", "feedparser", "onnx"}
+    loaded = unused & set(modules)
+    assert not loaded, loaded
