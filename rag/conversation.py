@@ -31,6 +31,7 @@ _DROP = {
     "degli", "delle", "per", "su", "sul", "sullo", "sulla", "sui", "sugli", "sulle", "di", "a",
     "al", "allo", "alla", "ai", "agli", "alle", "the", "for", "about", "of", "on",
 }
+_CONNECTIVES = {"e", "ed", "o", "oppure", "and", "or", "vs", "contro", "invece", "instead"}
 _QUESTION_WORDS = {
     "chi", "cosa", "che", "cos", "quale", "quali", "qual", "quando", "dove", "come", "perché",
     "perche", "perchè", "quanto", "quanti", "quante", "quanta", "who", "what", "when", "where",
@@ -62,6 +63,20 @@ def _lead(message: str) -> str | None:
     return None
 
 
+def _has_clause(message: str) -> bool:
+    """A name followed by a word that is not an article, preposition, conjunction or adverb:
+    a subject and its verb ("Ancelotti allenerà la Roma?", "Il Napoli ha vinto?"), a sentence
+    of its own however short, not a fragment ("E il Milan?", "la Juventus adesso?")."""
+    found = names_in(message)
+    if not found:
+        return False
+    after = _WORD.findall(message[found[0][2]:].replace("’", "'"))
+    if not after:
+        return False
+    word = after[0].lower()
+    return after[0][:1].islower() and word.split("'")[0] not in _DROP | _CONNECTIVES and not _TRAILING.match(word)
+
+
 def is_elliptical(message: str) -> bool:
     words = _words(message)
     if not words:
@@ -70,7 +85,7 @@ def is_elliptical(message: str) -> bool:
         return True
     return len(words) <= MAX_ELLIPTICAL_WORDS and not (set(words) & _QUESTION_WORDS) and not any(
         w.split("'")[0] in _QUESTION_WORDS for w in words
-    )
+    ) and not _has_clause(message)
 
 
 def _fragment(message: str) -> str:
@@ -253,6 +268,16 @@ def _transcript(history: list[tuple[str, str]], max_turns: int = 4, max_chars: i
     return "\n".join(lines)
 
 
+def stands_alone(history: list[tuple[str, str]], message: str) -> bool:
+    """A follow-up that names what it asks about, opens with no "e ..." / "and ...", leaves
+    nothing out and points back at nothing ("Chi allena la Roma?" after any question): the
+    model is not asked to rewrite it, which saves a round trip and a chance to get it wrong."""
+    text = " ".join(message.split())
+    if _lead(text) or is_elliptical(text) or not analyse(text).names:
+        return False
+    return rule_rewrite(history, text) == _capitalise(text)
+
+
 def standalone_question(history: list[tuple[str, str]], message: str, llm=None) -> str:
     """``message`` as a question that needs no conversation to be understood.
 
@@ -262,7 +287,7 @@ def standalone_question(history: list[tuple[str, str]], message: str, llm=None) 
     message = message.strip()
     if not history or not message:
         return message
-    if llm is None:
+    if llm is None or stands_alone(history, message):
         return rule_rewrite(history, message)
     from rag.llm import LLMError
     from rag.prompts import render

@@ -58,6 +58,11 @@ def test_is_elliptical():
     assert not is_elliptical("Chi allena la Roma?")
     assert not is_elliptical("Cos'è successo alla Roma?")
     assert not is_elliptical("")
+    # short, but a subject and its verb: a question of its own, kept as asked
+    assert is_elliptical("la Juventus adesso?") and is_elliptical("Roma e Milan?")
+    for own in ("Ancelotti allenerà la Roma?", "Il Napoli ha vinto?", "Conte resta?"):
+        assert not is_elliptical(own), own
+        assert standalone_question(HISTORY, own) == own
 
 
 class FakeLLM:
@@ -113,3 +118,23 @@ def test_rewrite_carries_the_entity_of_the_previous_turn(history, message, expec
 def test_follow_up_that_names_its_subject_is_its_own_question():
     history = [("Com'è finito il derby di Milano?", "")]
     assert standalone_question(history, "e l'allenatore della Lazio dove va?") == "L'allenatore della Lazio dove va?"
+
+
+class _NoCalls:
+    """An LLM that must not be asked."""
+
+    def complete(self, *args, **kwargs):
+        raise AssertionError("the model was asked to rewrite a question that stands alone")
+
+
+def test_a_follow_up_that_stands_alone_is_not_sent_to_the_model():
+    from rag.conversation import standalone_question, stands_alone
+
+    history = [("Quali club vogliono Ancelotti?", "Roma e Milan [1].")]
+    for message in ("Chi allena la Roma?", "Ancelotti allenerà la Roma?", "Who coaches Brazil?"):
+        assert stands_alone(history, message), message
+        assert standalone_question(history, message, llm=_NoCalls()) == message
+    # these need the conversation: a pronoun, an opening "e", an ellipsis, no name at all
+    for message in ("e chi lo ha sostituito al Real Madrid?", "E il Milan?", "Quando è successo?",
+                    "Lo ha confermato il Real Madrid?"):
+        assert not stands_alone(history, message), message
