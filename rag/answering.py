@@ -83,13 +83,15 @@ def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, 
                   citations=citations, hits=hits, lang=lang, notice=notice)
 
 
-def _later(retriever: Retriever, question: str, filters: Filters | None) -> Callable[[str], list[Hit]]:
-    """The same question, among articles published after a date: what may have changed since."""
+def _later(retriever: Retriever, question: str, filters: Filters | None,
+           vector=None) -> Callable[[str], list[Hit]]:
+    """The same question, among articles published after a date: what may have changed since.
+    ``vector``: the question's embedding from the first search, reused."""
     def search(after: str) -> list[Hit]:
         base = filters or Filters()
         since = max(base.since, end_of(after) + 1)
-        return retriever.search(question, k=6, filters=Filters(since=since, until=base.until,
-                                                               source=base.source)).hits
+        return retriever.search(question, k=6, filters=Filters(since=since, until=base.until, source=base.source),
+                                vector=vector).hits
 
     return search
 
@@ -158,14 +160,14 @@ def stream_answer(
                 raise
             answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
                                        query_vector=retrieval.vector, bounded=bool(filters and filters.until),
-                                       later=_later(retriever, question, filters), vectors=vectors)
+                                       later=_later(retriever, question, filters, retrieval.vector), vectors=vectors)
             answer.notice = f"{exc}. {answer.notice}"
             yield "\n\n" if raw else ""
             yield answer.text
     else:
         answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
                                    query_vector=retrieval.vector, bounded=bool(filters and filters.until),
-                                   later=_later(retriever, question, filters), vectors=vectors)
+                                   later=_later(retriever, question, filters, retrieval.vector), vectors=vectors)
         yield from re.split(r"(?<=\]\. )|(?<=\] )", answer.text)  # streams claim by claim
     t_done = time.perf_counter()
     answer.timings_ms = {

@@ -305,9 +305,11 @@ class Index:
             found = self._store.dense_search(vector, n, filters)
         return [r for r in found if r[0] in known]
 
-    def bm25(self, query: str, lang: str, n: int, filters: Filters | None = None) -> list[tuple[str, float]]:
+    def bm25(self, query: str, lang: str, n: int, filters: Filters | None = None, *, title_boost: float = 0.0,
+             prf_terms: int = 0, expand: bool = False) -> list[tuple[str, float]]:
         f = filters or Filters()
-        return self.lexical.search(query, lang, n, f.since, f.until, f.source)
+        return self.lexical.search(query, lang, n, f.since, f.until, f.source, title_boost=title_boost,
+                                   prf_terms=prf_terms, expand=expand)
 
     def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         return self._store.get_chunks(ids)

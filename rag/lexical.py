@@ -140,8 +140,9 @@ class LexicalIndex:
 
     # -- updates --------------------------------------------------------------------------------
 
-    def _token_ids(self, tokens: Iterable[str]) -> np.ndarray:
-        vocab = self.vocab
+    @staticmethod
+    def _token_ids(tokens: Iterable[str], vocab: dict[str, int]) -> np.ndarray:
+        """Ids of ``tokens`` in ``vocab``, adding the new ones."""
         return np.array([vocab.setdefault(t, len(vocab)) for t in tokens], dtype=np.int32)
 
     def update(
@@ -167,8 +168,8 @@ class LexicalIndex:
                 article_ids.append(meta.get("article_id", ""))
                 sources.append(meta.get("source", ""))
                 dates.append(int(meta.get("date_int") or 0))
-                docs.append(self._token_ids(tokenize(f"{meta.get('title', '')}\n{text}", lang)))
-                titles.append(self._token_ids(tokenize(meta.get("title", ""), lang)))
+                docs.append(self._token_ids(tokenize(f"{meta.get('title', '')}\n{text}", lang), self.vocab))
+                titles.append(self._token_ids(tokenize(meta.get("title", ""), lang), self.vocab))
             models = self._build(docs, titles, self.vocab)
             with self.lock:
                 self.ids, self.article_ids, self.sources, self.docs = ids, article_ids, sources, docs
@@ -186,16 +187,13 @@ class LexicalIndex:
             vocab: dict[str, int] = {}
             ids, article_ids, sources, dates, docs, titles = [], [], [], [], [], []
 
-            def token_ids(tokens: list[str]) -> np.ndarray:
-                return np.array([vocab.setdefault(t, len(vocab)) for t in tokens], dtype=np.int32)
-
             for cid, text, lang, meta in rows:
                 ids.append(cid)
                 article_ids.append(meta.get("article_id", ""))
                 sources.append(meta.get("source", ""))
                 dates.append(int(meta.get("date_int") or 0))
-                docs.append(token_ids(tokenize(f"{meta.get('title', '')}\n{text}", lang)))
-                titles.append(token_ids(tokenize(meta.get("title", ""), lang)))
+                docs.append(self._token_ids(tokenize(f"{meta.get('title', '')}\n{text}", lang), vocab))
+                titles.append(self._token_ids(tokenize(meta.get("title", ""), lang), vocab))
             model, title_model, idf = self._build(docs, titles, vocab)
             with self.lock:
                 self.ids, self.article_ids, self.sources, self.docs = ids, article_ids, sources, docs

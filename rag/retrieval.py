@@ -160,7 +160,10 @@ class Retriever:
         filters: Filters | None = None,
         mode: str = "hybrid",
         collapse_duplicates: bool = True,
+        vector: np.ndarray | None = None,
     ) -> Retrieval:
+        """``vector``: the question's embedding when the caller has it already (a second search
+        for the same question), so it is not embedded again."""
         s = settings_for(mode, self.config)
         k = k or self.config.top_k
         filters = filters or Filters()
@@ -170,11 +173,11 @@ class Retriever:
         self.index.refresh()
         dense: dict[str, float] = {}
         lexical: dict[str, float] = {}
-        vector = None
         found: dict[str, tuple[str, dict]] = {}
         if s.dense:
             t = time.perf_counter()
-            vector = self.embedder.embed_query(question)
+            if vector is None:
+                vector = self.embedder.embed_query(question)
             timings["embed_query"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             hits = self.index.dense(vector, n, filters)
@@ -183,10 +186,8 @@ class Retriever:
             found.update({cid: (doc, meta) for cid, _, doc, meta in hits})
         if s.lexical:
             t = time.perf_counter()
-            # the index's own BM25 read has no field or feedback options: ask its lexical index
-            lexical = dict(self.index.lexical.search(
-                question, lang, n, filters.since, filters.until, filters.source,
-                title_boost=s.title_boost, prf_terms=s.prf_terms, expand=s.expand))
+            lexical = dict(self.index.bm25(question, lang, n, filters, title_boost=s.title_boost,
+                                           prf_terms=s.prf_terms, expand=s.expand))
             timings["bm25"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         article_of = {cid: self.index.article_of(cid) or found.get(cid, ("", {}))[1].get("article_id", cid)

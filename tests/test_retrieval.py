@@ -115,3 +115,24 @@ def test_recency_leaves_questions_about_the_past_alone(roma_lib):
     past = "Chi ha sostituito Juric sulla panchina della Roma?"
     assert _scores(roma_lib(recency_tiebreak=1.0).search(past, k=4)) == _scores(
         roma_lib(recency_tiebreak=0.0).search(past, k=4))
+
+
+def test_a_given_question_vector_is_used_not_embedded_again(roma_lib):
+    """The answerer's second search for the same question ("since then") reuses the first one's
+    vector: one embedding per question, and the same hits either way."""
+    lib = roma_lib()
+    question = "Chi è il nuovo allenatore della Roma?"
+    first = lib.search(question, k=4)
+    calls = []
+    embed = lib.embedder.embed_query
+    lib.embedder.embed_query = lambda text: calls.append(text) or embed(text)
+    again = lib.retriever.search(question, k=4, vector=first.vector)
+    assert calls == []
+    assert [h.chunk_id for h in again.hits] == [h.chunk_id for h in first.hits]
+    searches = []
+    search = lib.retriever.search
+    lib.retriever.search = lambda *a, **kw: searches.append(kw.get("vector")) or search(*a, **kw)
+    answer = lib.ask("Ranieri allena la Roma?", answerer="extractive")
+    assert "Da allora" in answer.text  # the "since" search ran ...
+    assert len(searches) == 2 and searches[1] is not None  # ... given the first search's vector
+    assert calls == ["Ranieri allena la Roma?"]
