@@ -19,7 +19,7 @@ from rag.dates import end_of, spoken
 from rag.embeddings import Embedder
 from rag.llm import LLM, LLMError, Usage
 from rag.models import Answer, Citation, Filters, Hit
-from rag.prompts import build_messages, pack, render
+from rag.prompts import build_messages, notice, pack, render, truncation_notice
 from rag.question import analyse
 from rag.retrieval import Retriever
 from rag.text import detect_lang, fold
@@ -116,10 +116,16 @@ def stream_answer(
 ) -> Iterator[str | Answer]:
     if answerer not in ANSWERERS:
         raise RequestError("answerer", f"'{answerer}' is not one of {', '.join(ANSWERERS)}", code="choice")
-    use_llm = answerer == "llm" or (answerer == "auto" and config.llm_configured)
+    use_llm = config.uses_llm(answerer)
     t0 = time.perf_counter()
     retrieval = retriever.search(question, k=k, filters=filters, mode=retrieval_mode)
     hits, lang = retrieval.hits, detect_lang(question)
+
+    def extract() -> Answer:  # the offline answer, first choice or fallback
+        return extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
+                                 query_vector=retrieval.vector, bounded=bool(filters and filters.until),
+                                 later=_later(retriever, question, filters, retrieval.vector), vectors=vectors)
+
     t_retrieved = time.perf_counter()
     answer: Answer | None = None
     usage = Usage()
@@ -128,8 +134,6 @@ def stream_answer(
                            config.llm_model if use_llm else "extractive", config, hits)
         yield answer.text
     elif use_llm:
-        from rag.prompts import notice, truncation_notice
-
         llm = LLM(config)
         # the sources get what the model's window leaves after the instructions and the answer
         fixed = sum(count_tokens(m["content"]) for m in build_messages(config.prompts_dir, question, [], lang))
@@ -158,16 +162,12 @@ def stream_answer(
         except LLMError as exc:
             if fallback != "extractive":
                 raise
-            answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
-                                       query_vector=retrieval.vector, bounded=bool(filters and filters.until),
-                                       later=_later(retriever, question, filters, retrieval.vector), vectors=vectors)
+            answer = extract()
             answer.notice = f"{exc}. {answer.notice}"
             yield "\n\n" if raw else ""
             yield answer.text
     else:
-        answer = extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
-                                   query_vector=retrieval.vector, bounded=bool(filters and filters.until),
-                                   later=_later(retriever, question, filters, retrieval.vector), vectors=vectors)
+        answer = extract()
         yield from re.split(r"(?<=\]\. )|(?<=\] )", answer.text)  # streams claim by claim
     t_done = time.perf_counter()
     answer.timings_ms = {

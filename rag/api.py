@@ -401,8 +401,7 @@ def split_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str
 
 
 def _uses_llm(lib: Library, answerer: str | None) -> bool:
-    chosen = validation.answerer(answerer)
-    return chosen == "llm" or (chosen == "auto" and lib.config.llm_configured)
+    return lib.config.uses_llm(validation.answerer(answerer))
 
 
 class Chat:

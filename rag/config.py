@@ -65,6 +65,10 @@ class Config:
         """An LLM is used only when the user pointed us at one; otherwise we stay offline."""
         return bool(self.openai_base_url or self.openai_api_key)
 
+    def uses_llm(self, answerer: str) -> bool:
+        """Whether an answerer choice ("auto", "llm", "extractive") means asking the model."""
+        return answerer == "llm" or (answerer == "auto" and self.llm_configured)
+
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)

@@ -43,7 +43,6 @@ _CLITIC = re.compile(r"\b(?:lo|la|li|le|gli)\s+(ha|hanno|aveva|avevano|avrà|avr
 _EN_PERSON = re.compile(r"\b(he|him|she)\b", re.I)
 _EN_POSSESSIVE = re.compile(r"\b(his)\b", re.I)
 _IT_PERSON = re.compile(r"\b(lui|lei)\b", re.I)
-_NOUN_START = re.compile(r"(?:^|\s)(?=(?:il|lo|la|i|gli|le|l['’]|un|una|uno|the|a|an)\s|l['’]\w|[A-ZÀ-Ý])")
 _TRAILING = re.compile(r"[\s,]*(adesso|ora|ancora|oggi|attualmente|now|currently|still|today|invece|instead|"
                        r"allora)\s*$", re.I)
 MAX_ELLIPTICAL_WORDS = 4
@@ -287,8 +286,10 @@ def standalone_question(history: list[tuple[str, str]], message: str, llm=None) 
     message = message.strip()
     if not history or not message:
         return message
-    if llm is None or stands_alone(history, message):
+    if llm is None:
         return rule_rewrite(history, message)
+    if stands_alone(history, message):  # what the rules would give: the question itself
+        return _capitalise(" ".join(message.split()))
     from rag.llm import LLMError
     from rag.prompts import render
 

@@ -49,6 +49,16 @@ def parse_date(value: Any) -> str:
     raise DateError(f"unparseable date '{text[:40]}' (use YYYY-MM-DD or YYYY-MM)")
 
 
+def day_number(date_int: int) -> int:
+    """YYYYMMDD as a day count (0 for undated or impossible dates): recency is linear in days."""
+    if not date_int:
+        return 0
+    try:
+        return dt.date(date_int // 10000, max(1, date_int // 100 % 100), max(1, date_int % 100)).toordinal()
+    except ValueError:
+        return 0
+
+
 def date_to_int(date: str) -> int:
     """YYYYMMDD with a missing month or day taken as 01: the start of the period."""
     if not date:

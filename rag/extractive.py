@@ -306,6 +306,7 @@ def features(question: Question, c: Candidate, hits: list[Hit], dates: list[str]
     cross = question.lang != "it"
     date = hits[c.hit_index].date
     newest = 1.0 if date and dates and date == dates[0] else (0.5 if date in dates[:2] else 0.0)
+    names = min(3, len(new_names(question, c.text))) / 3
     values = {
         "bias": 1.0, "cover": c.cover, "cover_own": c.cover_own, "pred_frac": c.pred_frac,
         "pred_any": float(c.predicate), "cos": (c.cosine - 0.8) * 10 if c.cosine else 0.0,
@@ -315,10 +316,9 @@ def features(question: Question, c: Candidate, hits: list[Hit], dates: list[str]
         "typed_number": float(c.typed and kind == "how_many"), "typed_result": float(c.typed and kind == "result"),
         "about_own": float(c.about_own), "about_some": float(c.about_some), "title": float(c.is_title),
         "lead_pos": 0.0 if c.is_title else 1.0 / (1 + c.position) ** 0.5, "rank": 1.0 / (1 + c.hit_index),
-        "new_names": min(3, len(new_names(question, c.text))) / 3, "cross": float(cross),
+        "new_names": names, "cross": float(cross),
         "cross_cos": ((c.cosine - 0.8) * 10 if c.cosine else 0.0) * cross,
-        "long": min(2.0, len(c.text.split()) / 40), "plural_names": float(question.plural) * min(
-            3, len(new_names(question, c.text))) / 3,
+        "long": min(2.0, len(c.text.split()) / 40), "plural_names": float(question.plural) * names,
         "newest_current": newest * float(question.current),
         "cause_why": float(kind == "why" and bool(_CAUSE.search(c.text))),
         "name_pair": float(question.plural and any(
@@ -377,18 +377,9 @@ def _date(hits: list[Hit], c: Candidate) -> str:
 
 
 def _days_between(a: str, b: str) -> int:
-    from rag.dates import date_to_int
+    from rag.dates import date_to_int, day_number
 
-    def ordinal(d: str) -> int:
-        import datetime as dt
-
-        n = date_to_int(d)
-        try:
-            return dt.date(n // 10000, max(1, n // 100 % 100), max(1, n % 100)).toordinal()
-        except ValueError:
-            return 0
-
-    return ordinal(b) - ordinal(a) if a and b else 0
+    return day_number(date_to_int(b)) - day_number(date_to_int(a)) if a and b else 0
 
 
 def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocabulary: dict[str, int] | None = None,

@@ -15,8 +15,6 @@ from functools import lru_cache
 
 from rag.text import STOPWORDS, detect_lang, fold, tokenize
 
-KINDS = ("who", "where", "when", "how_many", "result", "why", "yesno", "what")
-
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((kind, re.compile(p, re.I)) for kind, p in (
     ("result", r"\b(com['’]?\s*[eè]\s+finit[ao]|come\s+[eè]\s+finit[ao]|quanto\s+[eè]\s+finit[ao]|"
                r"com['’]?\s*[eè]\s+andat[ao]\s+(?:la|il|l['’])\s*(?:partita|finale|sfida|derby|andata|ritorno)|"
@@ -90,17 +88,12 @@ class Question:
     plural: bool = False
     current: bool = False
     names: list[str] = field(default_factory=list)  # as written: "Real Madrid", "Ancelotti"
-    name_spans: list[tuple[int, int, bool]] = field(default_factory=list)  # (start, end, has an article)
     content: set[str] = field(default_factory=set)  # stems, Italian and English
     name_tokens: set[str] = field(default_factory=set)  # stems of the names
     predicate: set[str] = field(default_factory=set)  # what is asked about the names ("allen", "segn")
     years: set[str] = field(default_factory=set)  # explicit years: "il Pallone d'Oro 2025"
     spellings: dict[str, list[str]] = field(default_factory=dict)  # name → how Italian articles write it
     this_period: bool = False  # "quest'anno", "this season": the period of the newest articles
-
-    @property
-    def asks_for_name(self) -> bool:
-        return self.kind == "who"
 
 
 def _strip_elision(word: str) -> str:
@@ -160,7 +153,6 @@ def analyse(text: str, lang: str | None = None) -> Question:
     found = names_in(text)
     q = Question(text=text, lang=lang, kind=kind)
     q.names = [n for n, *_ in found]
-    q.name_spans = [(s, e, art) for _, s, e, art in found]
     q.plural = bool(_PLURAL.search(text))
     q.current = bool(_NOW.search(text) or _PRESENT_ROLE.search(text) or _FUTURE.search(text)
                      or re.search(r"\b(va|vanno|goes|is\s+going)\b", text, re.I))

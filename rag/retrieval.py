@@ -20,7 +20,6 @@ the same story) are collapsed so the context is not five copies of one sentence.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rag.config import Config
+from rag.dates import day_number
 from rag.embeddings import Embedder
 from rag.fusion import article_rrf, best_per_article, convex, recency_bonus, rrf
 from rag.index import Index
@@ -119,16 +119,6 @@ def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) 
         kept.append(hit)
         shingles.append(toks)
     return kept
-
-
-def day_number(date_int: int) -> int:
-    """YYYYMMDD as a day count (0 for undated or impossible dates): recency is linear in days."""
-    if not date_int:
-        return 0
-    try:
-        return dt.date(date_int // 10000, max(1, date_int // 100 % 100), max(1, date_int % 100)).toordinal()
-    except ValueError:
-        return 0
 
 
 def asks_about_now(question: str, lang: str) -> bool:

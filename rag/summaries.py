@@ -357,7 +357,7 @@ def stream_summary(request: SummaryRequest, *, config: Config, index: Index, ret
     stories = make_stories(index, articles, relevance)
     query = request.query or None
     lang, single = request.lang, request.kind == "article"
-    use_llm = answerer == "llm" or (answerer == "auto" and config.llm_configured)
+    use_llm = config.uses_llm(answerer)
     summary: Summary | None = None
     if stories and use_llm:
         shown = False
