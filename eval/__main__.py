@@ -159,10 +159,8 @@ def cmd_run(args) -> int:
     report.write_markdown(outdir / "report.md", run)
     report.write_plot(outdir / "hitk.png", result.hitk)
 
-    out.print(report.table(report.side_by_side(result.aggregate, result.splits),
-                           title=f"{evalset.name}: {len(evalset.cases)} cases"))
-    if result.by_type:
-        out.print(report.type_table(result.by_type, title=f"by type ({modes[0]})"))
+    _print_tables(out, result.aggregate, result.splits, result.by_type, f"{evalset.name}: {len(evalset.cases)} cases",
+                  f"by type ({modes[0]})")
     out.print(f"written to {outdir}/ (run.json, report.md, hitk.png)")
     status = 0
     first = result.aggregate[modes[0]]
@@ -176,11 +174,24 @@ def cmd_run(args) -> int:
             status = 1
     if args.json:
         sys.stdout.flush()
-        line = {"cases": len(evalset.cases), "modes": result.aggregate}
-        if result.splits:
-            line["splits"] = result.splits
-        print(json.dumps(line, ensure_ascii=False))
+        _print_json(len(evalset.cases), result.aggregate, result.splits)
     return status
+
+
+def _print_tables(console, agg: dict, splits: dict, by_type: dict, title: str, type_title: str) -> None:
+    from eval import report
+
+    console.print(report.table(report.side_by_side(agg, splits), title=title))
+    if by_type:
+        console.print(report.type_table(by_type, title=type_title))
+
+
+def _print_json(n: int, agg: dict, splits: dict) -> None:
+    """The aggregate as one JSON line (``splits`` only for a set with splits)."""
+    line: dict = {"cases": n, "modes": agg}
+    if splits:
+        line["splits"] = splits
+    print(json.dumps(line, ensure_ascii=False))
 
 
 def cmd_compare(args) -> int:
@@ -221,15 +232,9 @@ def cmd_show(args) -> int:
     else:
         print(f"no run.json or cases.partial.jsonl at {path}", file=sys.stderr)
         return 2
-    console = Console()
-    console.print(report.table(report.side_by_side(agg, splits), title=f"{path}: {n} cases"))
-    if by_type:
-        console.print(report.type_table(by_type, title="by type (answer mode)"))
+    _print_tables(Console(), agg, splits, by_type, f"{path}: {n} cases", "by type (answer mode)")
     if args.json:
-        line = {"cases": n, "modes": agg}
-        if splits:
-            line["splits"] = splits
-        print(json.dumps(line, ensure_ascii=False))
+        _print_json(n, agg, splits)
     return 0
 
 

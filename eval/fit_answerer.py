@@ -32,14 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = {"natural": 3.0, "sample": 2.0, "squad": 1.0}
 
 
-def _contains(text: str, golds: list[str]) -> bool:
-    from eval.metrics import contains
-
-    return bool(golds) and contains(text, golds)
-
-
 def collect(lib, cases: list[dict], source: str) -> list[dict]:
     """One row per case: the candidates' features, labels and gates."""
+    from eval.metrics import contains
     from rag import extractive
     from rag.conversation import standalone_question
     from rag.question import analyse
@@ -58,8 +53,8 @@ def collect(lib, cases: list[dict], source: str) -> list[dict]:
             if c.features is None:
                 continue
             feats.append(c.features)
-            labels.append(float(_contains(c.text, golds)))
-            gates.append(bool(c.about and c.typed and c.timely and not c.text.rstrip().endswith("?")))
+            labels.append(float(contains(c.text, golds)))
+            gates.append(bool(extractive.may_answer(c)))
         rows.append({"id": case["id"], "source": source, "split": case.get("split", "dev"),
                      "unanswerable": bool(case.get("unanswerable")) or not golds, "unknown": unknown,
                      "x": np.array(feats).reshape(len(feats), -1), "y": np.array(labels), "gate": np.array(gates)})
@@ -90,7 +85,7 @@ def fit_ranking(rows: list[dict], l2: float = 1.0, iterations: int = 300, rate: 
     first one, whatever the absolute level of its features (gradient ascent, L2)."""
     groups = []
     for r in rows:
-        gate = r["gate"] & (np.arange(len(r["y"])) >= 0)
+        gate = r["gate"]
         if len(r["y"]) and (r["y"] * gate).any() and gate.sum() > 1:
             groups.append((r["x"][gate], r["y"][gate], WEIGHTS[r["source"]]))
     w = np.zeros(groups[0][0].shape[1]) if groups else np.zeros(1)

@@ -80,11 +80,9 @@ class _Line:
     def fail(self, message: str) -> ValueError:
         return ValueError(f"{self.where}: {message}")
 
-    def text(self, key: str, required: bool = False, obj: dict[str, Any] | None = None) -> str:
+    def text(self, key: str, obj: dict[str, Any] | None = None) -> str:
         value = (self.obj if obj is None else obj).get(key)
         if value is None or value == "":
-            if required:
-                raise self.fail(f"'{key}' is required")
             return ""
         if not isinstance(value, str):
             raise self.fail(f"'{key}' must be a string, got {type(value).__name__} {value!r:.60}")
@@ -149,7 +147,7 @@ def parse_case(obj: Any, where: str) -> Case:
         raise line.fail(f"'id' must be a string, got {ident!r:.40}")
     return Case(
         id=str(ident or ""),
-        question=line.text("question", required=True),
+        question=line.text("question"),  # present: checked above
         answers=line.texts("answers"),
         relevant=line.texts("relevant"),
         unanswerable=line.flag("unanswerable"),

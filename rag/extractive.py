@@ -382,6 +382,12 @@ def _days_between(a: str, b: str) -> int:
     return day_number(date_to_int(b)) - day_number(date_to_int(a)) if a and b else 0
 
 
+def may_answer(c: Candidate) -> bool:
+    """The gates before the model: about the question's subject, holding what its kind asks,
+    of the right time, and not itself a question. ``eval.fit_answerer`` fits on the same."""
+    return c.about and c.typed and c.timely and not c.text.rstrip().endswith("?")
+
+
 def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocabulary: dict[str, int] | None = None,
            query_vector: np.ndarray | None = None, max_sentences: int = 3, bounded: bool = False,
            trace: list | None = None, later: Callable[[str], list[Hit]] | None = None,
@@ -396,8 +402,7 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
         return Extract([], f"no article mentions {', '.join(unknown)}")
     cands = candidates(hits, question.lang)
     score(question, cands, hits, embedder, query_vector, vectors)
-    usable = [c for c in cands if c.about and c.typed and c.timely and c.features is not None
-              and not c.text.rstrip().endswith("?")]
+    usable = [c for c in cands if c.features is not None and may_answer(c)]
     if trace is not None:
         trace.extend(sorted(cands, key=lambda c: -c.score))
     if not usable:

@@ -241,9 +241,11 @@ class Library:
         report.remaining = self.index.check()
         return report
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, articles: list[StoredArticle] | None = None) -> dict[str, Any]:
+        """``articles``: every stored article, when the caller has just read them (the page shows
+        both), so they are not read again."""
         self.index.refresh()
-        arts = self.index.articles()
+        arts = self.index.articles() if articles is None else articles
         dates = sorted(a.date for a in arts if a.date)
         return {
             "articles": len(arts),

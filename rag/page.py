@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rag.citations import MARKER
+from rag.dates import spoken
 from rag.models import Answer, Chunk, Citation, StoredArticle
 
 QUOTE_SEP = " … "
-LANGS = ("it", "en")
 UPLOAD_TYPES = (".txt", ".md", ".json", ".jsonl", ".html", ".htm")
 
 # ---- words -------------------------------------------------------------------------------------
@@ -243,14 +243,6 @@ GRADIO_IT: dict[str, str] = {
     "blocks.waiting_for_inputs": "Attendere la fine del caricamento dei file, poi riprovare.",
 }
 
-MONTHS = {
-    "it": ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
-           "ottobre", "novembre", "dicembre"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"),
-}
-
-
 def norm_lang(value: object) -> str:
     """The interface language for whatever the browser said: Italian or English, English for the rest."""
     text = str(value or "").strip().lower()
@@ -282,17 +274,7 @@ def _fill(text: str, fields: dict[str, Any]) -> str:
 
 def format_date(iso: str, lang: str) -> str:
     """``2024-11-05`` → ``5 novembre 2024`` / ``5 November 2024``; a month or a year stays as precise."""
-    parts = (iso or "").strip().split("-")
-    try:
-        year = int(parts[0])
-        month = int(parts[1]) if len(parts) > 1 else 0
-        day = int(parts[2][:2]) if len(parts) > 2 else 0
-    except ValueError:
-        return iso or ""
-    if not 1 <= month <= 12:
-        return str(year)
-    name = MONTHS["it" if lang == "it" else "en"][month - 1]
-    return f"{day} {name} {year}" if day else f"{name} {year}"
+    return spoken(iso or "", "it" if lang == "it" else "en")
 
 
 def format_moment(stamp: str, lang: str) -> str:
@@ -424,11 +406,10 @@ def _safe_url(url: str) -> str:
     return url if scheme in ("http", "https") else ""
 
 
-def notice_html(lines: Iterable[str], errors: Iterable[str] = (), lang: str = "it", css: str = "upload-report"
-                ) -> str:
+def notice_html(lines: Iterable[str], errors: Iterable[str] = (), lang: str = "it") -> str:
     """A report box: lines, then a list of errors; everything escaped."""
     errors = list(errors)
-    out = [f'<div class="{css}">']
+    out = ['<div class="upload-report">']
     out += [f"<p>{esc(line)}</p>" for line in lines]
     if errors:
         out.append(f"<p><b>{esc(t(lang, 'errors'))}:</b></p><ul>" + "".join(f"<li>{esc(e)}</li>" for e in errors)

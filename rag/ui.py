@@ -49,7 +49,6 @@ UPDATE_EVERY = 15.0  # seconds between two looks at the store's generation
 PROGRESS_EVERY = 1.5  # the same while the first-start sample goes in
 STREAM_GAP = 0.12  # seconds: how often a streamed answer may visibly change
 TABLE_TYPES = ["html", "str", "str", "number"]
-FEED_COLUMNS = 6
 # a sentence is over when the next one has begun (so its [n] markers, which follow the stop, stay with it)
 _SENTENCE_END = re.compile(r"[.!?…][\"»”’)]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*\s+(?=[^\s\[])")
 
@@ -157,10 +156,9 @@ class App:
         generation = self.lib.generation()
         return f"{generation}|{'sampling' if self.sampling else ''}"
 
-    def status(self, lang: str, stats: dict[str, Any] | None = None) -> str:
+    def status(self, lang: str, stats: dict[str, Any]) -> str:
         progress = (self.sample.done, self.sample.total) if self.sample and self.sampling else None
-        return page.status_html(stats if stats is not None else self.lib.stats(), lang, progress,
-                                self.startup_note)
+        return page.status_html(stats, lang, progress, self.startup_note)
 
     def table(self, lang: str, query: str = "", articles: list | None = None) -> pd.DataFrame:
         rows = page.article_rows(self.lib.articles() if articles is None else articles, query)
@@ -174,8 +172,8 @@ class App:
         feeds; then the token they reflect and the timer's pace."""
         lang = norm_lang(lang)
         token = self.token()  # read first: a write meanwhile only makes the next tick refresh again
-        stats = self.lib.stats()
         articles = self.lib.articles()
+        stats = self.lib.stats(articles)
         sources = stats["sources"]
         ids = {a.id for a in articles}
         return (
@@ -321,17 +319,20 @@ class App:
         return self.table(norm_lang(lang), query)
 
     def detail(self, article_id: str, lang: str) -> str:
-        if not article_id:
-            return page.article_html(None, [], lang)
-        article = self.lib.article(article_id)
+        return self._detail(article_id, lang)[0]
+
+    def _detail(self, article_id: str, lang: str) -> tuple[str, bool]:
+        """The article's view, and whether it is stored (read once, text included)."""
+        article = self.lib.article(article_id) if article_id else None
         chunks = self.lib.chunks_of(article_id) if article else []
-        return page.article_html(article, chunks, lang, article_id)
+        return (page.article_html(article, chunks, lang, article_id) if article_id
+                else page.article_html(None, [], lang)), article is not None
 
     def show_article(self, lang: str, evt: gr.SelectData) -> tuple:
         row = getattr(evt, "row_value", None) or []
         article_id = page.id_from_cell(row[0]) if row else ""
-        found = bool(article_id) and self.lib.article(article_id) is not None
-        return self.detail(article_id, norm_lang(lang)), article_id, gr.update(visible=found)
+        html, found = self._detail(article_id, norm_lang(lang))
+        return html, article_id, gr.update(visible=found)
 
     def delete(self, article_id: str, lang: str, query: str, source: str, article: str) -> tuple:
         lang = norm_lang(lang)
@@ -395,8 +396,6 @@ class App:
     # ---- summaries ------------------------------------------------------------------------------
     def summarise(self, article_id: str, query: str, since: str, until: str, summary_lang: str, lang: str):
         """Stream a summary of one article, of a topic, or of a period (digest)."""
-        from rag.summaries import SummaryError
-
         lang = norm_lang(lang)
         try:
             stream = self.lib.stream_summary(article_id=article_id or None, query=query or None, since=since or "",
@@ -410,7 +409,7 @@ class App:
             for text in paced(stream):
                 yield page.summary_text_html(text), gr.skip()
             summary = stream.result
-        except (SummaryError, Exception) as exc:  # the page keeps working whatever failed
+        except Exception as exc:  # the page keeps working whatever failed
             log.exception("summary failed")
             yield page.summary_text_html(t(lang, "summary_failed", e=page.reason(str(exc), lang))), ""
             return
