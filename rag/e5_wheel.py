@@ -89,9 +89,6 @@ class E5Weights:
 
     # ------------------------------------------------------------------ tensors
 
-    def names(self) -> list[str]:
-        return list(self._dir)
-
     def f32(self, name: str) -> np.ndarray:
         e = self._entry(name, F32)
         return np.frombuffer(self._buf, dtype="<f4", count=e.count, offset=e.offset).astype(np.float32)
