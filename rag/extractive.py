@@ -43,7 +43,9 @@ from rag.vector_cache import VectorCache
 
 _MONTHS = (r"gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre|"
            r"january|february|march|april|may|june|july|august|september|october|november|december")
-_DATE = re.compile(rf"\b(1[89]\d\d|20\d\d|{_MONTHS}|\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?|ieri|oggi|domani|"
+_WEEKDAYS = (r"luned[iì]|marted[iì]|mercoled[iì]|gioved[iì]|venerd[iì]|sabato|domenica|"
+             r"monday|tuesday|wednesday|thursday|friday|saturday|sunday")
+_DATE = re.compile(rf"\b(1[89]\d\d|20\d\d|{_MONTHS}|{_WEEKDAYS}|\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?|ieri|oggi|domani|"
                    r"stagione|settimana|giornata|estate|inverno|primavera|autunno|fine\s+(?:mese|anno)|"
                    r"yesterday|today|tomorrow|season|week|summer|winter)\b", re.I)
 _NUMBER_WORDS = (r"due|tre|quattro|cinque|sei|sette|otto|nove|dieci|undici|dodici|venti|trenta|cento|"

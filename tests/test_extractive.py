@@ -46,6 +46,10 @@ def test_a_sentence_holds_the_kind_of_thing_asked():
     assert extractive.holds_kind(how_many, "Ha firmato per tre anni.")
     assert not extractive.holds_kind(how_many, "La partita è finita 2-1 nel 2024.")  # a score, a year
     assert extractive.holds_kind(analyse("Com'è finita Roma-Bologna?"), "La Roma ha perso 2-3 in casa.")
+    when = analyse("Quando riapre il ponte sul Bisenzio?")
+    assert extractive.holds_kind(when, "Il ponte riapre lunedì dopo otto mesi di lavori.")  # a weekday is a when
+    assert extractive.holds_kind(analyse("When does the bridge reopen?"), "The bridge reopens on Monday.")
+    assert not extractive.holds_kind(when, "Il ponte riapre dopo i lavori di consolidamento.")
 
 
 def test_names_the_question_already_uses_are_not_new():
