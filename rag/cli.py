@@ -281,6 +281,12 @@ def cmd_serve(args) -> int:
     return serve(_library(args), host=args.host, port=args.port, refresh_every=every)
 
 
+def cmd_mcp(args) -> int:
+    from rag.mcp_server import run_stdio
+
+    return run_stdio(_library(args, warm=True))
+
+
 # -- feeds -------------------------------------------------------------------------------------
 
 
@@ -421,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--refresh-every", dest="refresh_every", default=os.environ.get("CRONACA_REFRESH_EVERY", ""),
                    help="refresh the followed feeds this often: 90s, 15m, 1h (default $CRONACA_REFRESH_EVERY, off)")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("mcp", help="serve the tools to an assistant over stdio (MCP); `serve` also has /mcp")
+    s.set_defaults(func=cmd_mcp)
     return p
 
 

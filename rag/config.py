@@ -57,6 +57,7 @@ class Config:
     max_page_mb: float = field(default=5.0, metadata={"env": "CRONACA_MAX_PAGE_MB"})
     fetch_delay: float = field(default=1.0, metadata={"env": "CRONACA_FETCH_DELAY"})
     user_agent: str = field(default="", metadata={"env": "CRONACA_USER_AGENT"})
+    mcp_ingest: bool = field(default=False, metadata={"env": "CRONACA_MCP_INGEST"})  # MCP's add_url, refresh_feeds
     prompts_dir: Path = field(default_factory=prompts_dir, metadata={"env": "CRONACA_PROMPTS"})
     sample_dir: Path = field(default_factory=sample_dir, metadata={"env": "CRONACA_SAMPLE"})
 

@@ -85,16 +85,19 @@ def pack(hits: list[Hit], budget_tokens: int) -> list[Hit]:
     return packed
 
 
+def source_block(directory: Path, n: int, title: str, date: str, source: str, text: str, lang: str) -> str:
+    """One article's text as untrusted data: inside its ``<fonte>``/``<source>`` fence, with the
+    attributes escaped and the text fenced. The LLM prompt and the MCP server both use it, so an
+    instruction inside an article reads as content wherever the article goes."""
+    return render(directory, "source", lang, n=n, title=html.escape(title, quote=True),
+                  date=spoken(date, lang) if date else "?", source=html.escape(source or "?", quote=True),
+                  text=fence(text))
+
+
 def build_messages(directory: Path, question: str, hits: list[Hit], lang: str) -> list[dict]:
     refusal = render(directory, "refusal", lang)
-    sources = "\n\n".join(
-        render(
-            directory, "source", lang, n=i, title=html.escape(h.title, quote=True),
-            date=spoken(h.date, lang) if h.date else "?", source=html.escape(h.source or "?", quote=True),
-            text=fence(h.text),
-        )
-        for i, h in enumerate(hits, 1)
-    )
+    sources = "\n\n".join(source_block(directory, i, h.title, h.date, h.source, h.text, lang)
+                            for i, h in enumerate(hits, 1))
     return [
         {"role": "system", "content": render(directory, "answer_system", lang, refusal=refusal)},
         {"role": "user", "content": render(directory, "answer_user", lang, sources=sources,

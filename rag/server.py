@@ -5,7 +5,8 @@ also ingests the sample on first start) mounted at ``/`` so that it gets every o
 uvicorn runs it. Around that, what a long-running server needs and a single command does not:
 the feed refresh on a schedule in a background thread (writes take the index's file lock,
 questions read without it), logging without per-chunk noise, and a clean stop. Auth:
-``CRONACA_API_KEY`` guards the API, ``CRONACA_AUTH=user:password`` the page.
+``CRONACA_API_KEY`` guards the API and the MCP endpoint ``/mcp`` (``rag.mcp_server``),
+``CRONACA_AUTH=user:password`` the page.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from rag import api
+from rag import api, mcp_server
 from rag.library import Library
 from rag.validation import RequestError
 
@@ -117,19 +118,22 @@ def build_app(lib: Library, *, api_key: str | None = None, refresh_every: float 
     """The API routes, then the page at ``/`` (which ingests the sample on first start); the feed
     refresher lives as long as the app does."""
     refresher = FeedRefresher(lib, refresh_every) if refresh_every else None
+    key = os.environ.get("CRONACA_API_KEY", "") if api_key is None else api_key
+    mcp = mcp_server.http_endpoint(lib, api_key=key, host=host)  # /mcp: same key as the API
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if refresher:
             refresher.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             if refresher:
                 refresher.stop()
 
-    key = os.environ.get("CRONACA_API_KEY", "") if api_key is None else api_key
     app = api.create_app(lib, api_key=key, lifespan=lifespan)
+    app.router.routes.append(mcp.route)  # before the page, which takes every other path
     app.state.refresher = refresher
     if page:
         mount_page(app, lib, host=host, port=port)
@@ -167,8 +171,8 @@ def serve(lib: Library, host: str = "127.0.0.1", port: int = 7860, refresh_every
     keyed = bool(os.environ.get("CRONACA_API_KEY"))
     if host not in ("127.0.0.1", "localhost", "::1") and not keyed:
         log.warning("listening on %s without CRONACA_API_KEY: whoever reaches this port can use the API", host)
-    log.info("cronaca on http://%s:%d — page /, API %s (docs /docs), OpenAI-compatible /v1%s",
-             host, port, api.PREFIX, " (API key required)" if keyed else "")
+    log.info("cronaca on http://%s:%d — page /, API %s (docs /docs), OpenAI-compatible /v1, MCP %s%s",
+             host, port, api.PREFIX, mcp_server.PATH, " (API key required)" if keyed else "")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                            timeout_graceful_shutdown=5))
     server.run()
