@@ -113,6 +113,7 @@ class Passage(BaseModel):
 
 class SearchOut(BaseModel):
     query: str
+    lang: str = Field(description="the query's language (it or en), which the fences are written in")
     hits: list[Passage]
     note: str = Field(description="how to read the fenced passages")
 
@@ -186,7 +187,7 @@ def fenced(lib: Library, n: int, title: str, date: str, source: str, text: str, 
 def article_out(lib: Library, article_id: str) -> ArticleOut:
     found = lib.article(article_id)
     if found is None:
-        raise ToolError(f"id: no article with id {article_id}")
+        raise ToolError(f"no article with id {article_id}")
     lang = found.lang or "it"
     return ArticleOut(**_info(found).model_dump(), note=untrusted_note(lib, lang),
                       text=fenced(lib, 1, found.title, found.date, found.source, found.text, lang))
@@ -255,7 +256,7 @@ def build_server(lib: Library) -> MCPServer:
                         score=round(h.score, 6),
                         passage=fenced(lib, i, h.title, h.date, h.source, h.text, retrieval.lang))
                 for i, h in enumerate(retrieval.hits, 1)]
-        return SearchOut(query=asked, hits=hits, note=untrusted_note(lib, retrieval.lang))
+        return SearchOut(query=asked, lang=_lang(retrieval.lang), hits=hits, note=untrusted_note(lib, retrieval.lang))
 
     @server.tool(annotations=_READ, structured_output=True)
     def summarise(article_id: Annotated[str | None, Field(description="summarise this article (see "
@@ -351,21 +352,24 @@ def run_stdio(lib: Library) -> int:
     return 0
 
 
-def require_key(app: ASGIApp, key: str) -> ASGIApp:
-    """The one access check of the MCP endpoint: with a key set, a request without
-    ``Authorization: Bearer <key>`` gets the API's 401 before anything is read."""
-    if not key:
-        return app
+class _KeyRequired:
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app, self.key = app, key
 
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not api.key_matches(Headers(scope=scope).get("authorization", ""), key):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not api.key_matches(Headers(scope=scope).get("authorization", ""), self.key):
             error = api.ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <CRONACA_API_KEY>'",
                                  "authentication_error", code="invalid_api_key",
                                  headers={"WWW-Authenticate": "Bearer"})
             return await error.response()(scope, receive, send)
-        await app(scope, receive, send)
+        await self.app(scope, receive, send)
 
-    return guarded
+
+def require_key(app: ASGIApp, key: str) -> ASGIApp:
+    """The one access check of the MCP endpoint: with a key set, a request without
+    ``Authorization: Bearer <key>`` gets the API's 401 before anything is read. (An ASGI object,
+    not a function: Starlette would take a function for a GET-only request handler.)"""
+    return _KeyRequired(app, key) if key else app
 
 
 @dataclass
