@@ -282,9 +282,11 @@ def cmd_serve(args) -> int:
 
 
 def cmd_mcp(args) -> int:
+    """No warm-up thread: an assistant may close stdin at once, and a process ending while
+    onnxruntime loads in another thread aborts."""
     from rag.mcp_server import run_stdio
 
-    return run_stdio(_library(args, warm=True))
+    return run_stdio(_library(args))
 
 
 # -- feeds -------------------------------------------------------------------------------------

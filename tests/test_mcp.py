@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,16 @@ def test_done_cronaca_serve_mcp_over_http_with_a_key(real_home, tmp_path):
     assert code in (0, -15), log
     assert "MCP /mcp (API key required)" in log and "Traceback" not in log
 
+
+
+@pytest.mark.server
+def test_cronaca_mcp_ends_cleanly_when_the_assistant_closes_stdin(tmp_path):
+    """The assistant owns the process: end of input is a normal end, with nothing on stdout
+    that is not protocol (stdout is the channel)."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRONACA_", "OPENAI_", "CHROMA_"))}
+    done = subprocess.run([*cronaca_command(), "mcp"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          cwd=tmp_path, env={**env, "CRONACA_HOME": str(tmp_path / "home")}, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "" and "Traceback" not in done.stderr
