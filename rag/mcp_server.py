@@ -172,25 +172,20 @@ def _info(a: StoredArticle) -> ArticleInfo:
                        uri=article_uri(a.id))
 
 
-def _lang(lang: str) -> str:
-    return "en" if lang == "en" else "it"
-
-
 def untrusted_note(lib: Library, lang: str) -> str:
-    return prompts.render(lib.config.prompts_dir, "source_note", _lang(lang))
+    return prompts.render(lib.config.prompts_dir, "source_note", lang or "it")
 
 
 def fenced(lib: Library, n: int, title: str, date: str, source: str, text: str, lang: str) -> str:
-    return prompts.source_block(lib.config.prompts_dir, n, title, date, source, text, _lang(lang))
+    return prompts.source_block(lib.config.prompts_dir, n, title, date, source, text, lang or "it")
 
 
 def article_out(lib: Library, article_id: str) -> ArticleOut:
     found = lib.article(article_id)
     if found is None:
         raise ToolError(f"no article with id {article_id}")
-    lang = found.lang or "it"
-    return ArticleOut(**_info(found).model_dump(), note=untrusted_note(lib, lang),
-                      text=fenced(lib, 1, found.title, found.date, found.source, found.text, lang))
+    return ArticleOut(**_info(found).model_dump(), note=untrusted_note(lib, found.lang),
+                      text=fenced(lib, 1, found.title, found.date, found.source, found.text, found.lang))
 
 
 def _summary_out(summary: Any) -> SummaryOut:
@@ -256,7 +251,8 @@ def build_server(lib: Library) -> MCPServer:
                         score=round(h.score, 6),
                         passage=fenced(lib, i, h.title, h.date, h.source, h.text, retrieval.lang))
                 for i, h in enumerate(retrieval.hits, 1)]
-        return SearchOut(query=asked, lang=_lang(retrieval.lang), hits=hits, note=untrusted_note(lib, retrieval.lang))
+        return SearchOut(query=asked, lang=prompts.template_lang(retrieval.lang), hits=hits,
+                         note=untrusted_note(lib, retrieval.lang))
 
     @server.tool(annotations=_READ, structured_output=True)
     def summarise(article_id: Annotated[str | None, Field(description="summarise this article (see "

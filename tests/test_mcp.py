@@ -167,6 +167,20 @@ def test_bad_arguments_are_tool_errors_in_the_apis_words(hash_sample, tool, argu
         assert text.endswith("until: 'domani' is not a date (use YYYY-MM-DD or YYYY-MM)")
 
 
+def test_arguments_of_the_wrong_type_are_refused_by_the_schema_and_the_session_goes_on(hash_sample):
+    lib = hash_sample()
+
+    async def body(client: Client) -> None:
+        for tool, arguments, field in [("search_articles", {"query": "Roma", "k": "tanti"}, "k"),
+                                       ("ask", {}, "question"), ("list_articles", {"limit": 100000}, "limit"),
+                                       ("get_article", {"id": 7}, "id")]:
+            result = await client.call_tool(tool, arguments)
+            assert result.is_error and field in result.content[0].text, (tool, result.content)
+        assert not (await client.call_tool("list_articles", {"limit": 1})).is_error
+
+    run(_in_memory(lib, body))
+
+
 def test_a_missing_article_is_an_error_for_the_tool_and_the_resource(hash_sample):
     lib = hash_sample()
 
