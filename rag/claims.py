@@ -186,7 +186,7 @@ def facts(text: str, lang: str | None = None) -> tuple[Fact, ...]:
         if value is None:
             continue
         rest = low[m.end():]
-        after = re.findall(r"[\w%]+", rest[:60])
+        after = re.findall(r"[\w%]+(?:/\w+)?", rest[:60])
         i = 0
         if after and after[0] in _MULTIPLIERS:
             value *= _MULTIPLIERS[after[0]]
@@ -199,19 +199,22 @@ def facts(text: str, lang: str | None = None) -> tuple[Fact, ...]:
         else:
             if i < len(after) and after[i] in _OF:
                 i += 1
-            if i < len(after) and after[i].isalpha() and after[i] not in STOPWORDS:
+            if i < len(after) and after[i].replace("/", "").isalpha() and after[i] not in STOPWORDS:
                 stems = tokenize(after[i], "en" if lang == "en" else "it")
                 key = stems[0] if stems else after[i]
                 found = re.search(re.escape(after[i]), fold(plain[m.end():m.end() + 60]))
                 noun = plain[m.end() + found.start():m.end() + found.end()] if found else after[i]
-        shown = _show(value) + ("%" if key == "%" else f" {noun}" if noun else "")
-        out.append(Fact("number", key, _show(value), shown, noun if key != "%" else ""))
-    for phrase, start, _end, _article in names_in(text):
-        head = fold(phrase.split()[0])
+        # as written ("1.500", "4,4", "2 milioni"), what a reader compares with the article
+        written = m.group(2).rstrip(".,") + (f" {after[0]}" if i and after[0] in _MULTIPLIERS else "")
+        out.append(Fact("number", key, _show(value), written, noun if key != "%" else ""))
+    for found, start, _end, _article in names_in(text):
+        head = fold(found.split()[0])
         if start == 0 and head in _OPENERS:
-            phrase = " ".join(phrase.split()[1:])
-        if phrase and fold(phrase) not in _MONTHS and fold(phrase) not in _WEEKDAYS:
-            out.append(Fact("name", "", fold(phrase), phrase))
+            found = " ".join(found.split()[1:])
+        # names_in keeps "Latina è Mario Rossetti" together across a short word: two names
+        for phrase in re.split(r"\s+(?:e|è|ed|and|&)\s+", found):
+            if phrase and fold(phrase) not in _MONTHS and fold(phrase) not in _WEEKDAYS:
+                out.append(Fact("name", "", fold(phrase), phrase))
     return tuple(out)
 
 
@@ -308,7 +311,7 @@ def rivals(anchor: Said, others: list[Said], min_overlap: float = RIVAL_OVERLAP)
 
 
 def _values(diff: Difference, side: tuple[Fact, ...]) -> str:
-    shown = list(dict.fromkeys(f.value if diff.kind in ("number", "score", "year") else f.text for f in side))
+    shown = list(dict.fromkeys(f.value if diff.kind in ("score", "year") else f.text for f in side))
     return ", ".join(shown)
 
 
@@ -348,10 +351,10 @@ def conflict(anchor: Said, versions: list[Said], question: str = "") -> Conflict
 
 _WORDS = {
     "it": {"intro": "Le fonti non concordano: ", "by": "secondo", "later": "più tardi", "score": "il risultato è",
-           "date": "la data è", "time": "l'ora è", "year": "l'anno è", "name": "si parla di", "are": "sono",
+           "date": "la data è", "time": "l'ora è", "year": "l'anno è", "name": "", "are": "sono",
            "is": "è", "number": "il numero è"},
     "en": {"intro": "Sources disagree: ", "by": "according to", "later": "later", "score": "the score was",
-           "date": "the date is", "time": "the time is", "year": "the year is", "name": "the name given is",
+           "date": "the date is", "time": "the time is", "year": "the year is", "name": "",
            "are": "", "is": "", "number": "the figure is"},
 }
 
@@ -372,8 +375,9 @@ def _value_text(conflict: Conflict, value: str, first: bool, lang: str) -> str:
     w = _WORDS["en" if lang == "en" else "it"]
     kind, noun = conflict.kind, conflict.claim if conflict.claim != conflict.kind else ""
     if kind == "number" and noun and noun != "%":
-        if lang == "en":
-            return f"{value} {noun}"
+        if lang == "en" or fold(noun) in _CURRENCY.values() or fold(noun) in ("euro", "dollari", "sterline"):
+            of = " di" if lang != "en" and value.split()[-1].isalpha() else ""  # "2 milioni di euro"
+            return f"{value}{of} {noun}"
         art = _article(noun)
         return f"{art} {noun} {w['are']} {value}" if first and art else f"{w['are']} {value}"
     if kind == "number" and noun == "%":
