@@ -200,7 +200,9 @@ def stream_answer(
                 clean, citations = validate(text, packed, lang)
                 answer = Answer(question=question, text=clean, mode="llm", model=llm.model,
                                 citations=citations, hits=hits, lang=lang, truncated=bool(cut),
-                                uncited=not citations)
+                                uncited=not citations, conflicts=claims.among(
+                                    [claims.Said(c.quote, c.article_id, c.source, c.date, [c.n]) for c in citations],
+                                    question))
                 answer.notice = " ".join(n for n in (cut, "" if citations else notice("uncited", lang)) if n)
         except LLMError as exc:
             if fallback != "extractive":

@@ -36,7 +36,7 @@ from rag.models import Conflict, Version
 from rag.question import names_in
 from rag.text import STOPWORDS, detect_lang, fold, tokenize
 
-__all__ = ["Difference", "Fact", "Said", "agree", "conflict", "differences", "facts", "overlap", "rivals",
+__all__ = ["Difference", "Fact", "Said", "agree", "among", "conflict", "differences", "facts", "overlap", "rivals",
            "sentence", "words"]
 
 CONFLICT_DAYS = 7  # versions of one event are days apart; months apart the story moved on
@@ -345,6 +345,24 @@ def conflict(anchor: Said, versions: list[Said], question: str = "") -> Conflict
     ordered = sorted(by_value.values(), key=lambda v: (v.date or "9999", v.citations[:1]))
     claim = target.noun or ("%" if target.key == "%" else target.kind)
     return Conflict(claim=claim, kind=target.kind, versions=ordered)
+
+
+def among(said: list[Said], question: str = "") -> list[Conflict]:
+    """The disagreements among cited sentences (an LLM answer's quotes): each sentence in turn
+    against the later ones, every article in one conflict at most."""
+    out: list[Conflict] = []
+    used: set[str] = set()
+    for i, anchor in enumerate(said):
+        if anchor.article_id in used:
+            continue
+        found: dict[str, Said] = {}
+        for other in rivals(anchor, [s for s in said[i + 1:] if s.article_id not in used]):
+            found.setdefault(other.article_id, other)
+        disputed = conflict(anchor, list(found.values()), question) if found else None
+        if disputed is not None:
+            out.append(disputed)
+            used |= {anchor.article_id, *found}
+    return out
 
 
 # -- saying it ----------------------------------------------------------------------------------
