@@ -167,3 +167,15 @@ def test_the_llm_prompt_gets_each_outlet_and_date_and_asks_for_every_version(sor
         assert f'testata="{outlet}"' in user
     assert user.count('data="20 luglio 2025"') == 2
     assert {v.value for c in ans.conflicts for v in c.versions} == {"3", "9"}
+
+
+def test_the_page_marks_the_conflicting_citations(sora):
+    from rag import page
+
+    ans = sora().ask(QUESTION)
+    html = page.answer_html(ans, turn=1, lang="it")
+    assert html.count('class="cite disputed"') >= 2
+    assert "Versioni diverse (morti): [1] [2]" in html
+    assert 'class="cite disputed"' not in page.answer_html(ans.__class__(question="q", text="x [1]", mode="extractive",
+                                                                          model="extractive", citations=ans.citations),
+                                                          turn=2, lang="it")
