@@ -77,8 +77,8 @@ def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, 
     pool = extractive.candidates(hits, lang)  # every sentence retrieved: where other versions hide
     told: set[str] = set()  # articles whose version is told in a disagreement sentence already
     for i, pick in enumerate(result.picks):
-        if hits[pick.candidate.hit_index].article_id in told:
-            continue  # this version is in the disagreement sentence, with its outlet
+        if pick.role == "answer" and hits[pick.candidate.hit_index].article_id in told:
+            continue  # another answer from a rival article: its version is in the disagreement sentence
         rivals = _rivals(pick.candidate, hits, pool, question)
         # an article that agrees in one sentence (its headline) but states other figures in
         # another is a rival version, not a second source for this one
