@@ -73,7 +73,7 @@ _OPENERS = STOPWORDS | {fold(w) for w in _OPENER_WORDS.split()}
 
 @dataclass(frozen=True)
 class Fact:
-    kind: str  # number | date | time | score | name
+    kind: str  # number | date | time | year | score | name
     key: str  # what a number counts (its noun's stem, "%" or a currency); "" for the other kinds
     value: str  # normalised: "3", "1500", "2-1", "7-20", "rossi"
     text: str  # as a reader says it: "3 morti", "2-1", "20 luglio", "Rossi"
