@@ -128,6 +128,15 @@ def cmd_run(args) -> int:
 
         t0 = time.perf_counter()
         lib, store_info = runner.open_library(corpus, progress=on_ingest)
+        libs = {}
+        for name in sorted({c.corpus for c in evalset.cases if c.corpus}):
+            try:
+                extra = runner.case_corpus(name)
+            except ValueError as exc:
+                err.print(f"[red]{escape(str(exc))}[/red]")
+                return 2
+            libs[name], info = runner.open_library([corpus, extra], progress=on_ingest)
+            store_info.setdefault("case_stores", {})[name] = info
         verb = "reused" if store_info["reused"] else "built"
         bar.update(t_ingest, description=f"store {verb} ({store_info['chunks']} chunks)",
                    total=1, completed=1)
@@ -135,7 +144,7 @@ def cmd_run(args) -> int:
         task = bar.add_task("cases", total=len(evalset.cases) * len(modes))
         settings = runner.RunSettings(modes=modes, k=args.k, answers=args.answers, judge=judge)
         result = runner.run(lib, evalset, settings, advance=lambda: bar.advance(task),
-                            partial=outdir / "cases.partial.jsonl")
+                            partial=outdir / "cases.partial.jsonl", libs=libs)
     (outdir / "cases.partial.jsonl").unlink(missing_ok=True)
     n_ret = sum(1 for c in evalset.cases if c.relevant and not c.unanswerable)
     config = {

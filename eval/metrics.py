@@ -173,6 +173,26 @@ def current_correct(text: str, current: Sequence[str], superseded: Sequence[str]
     return False
 
 
+def version_cited(text: str, value: str, source: str, sources: dict[int, str]) -> bool:
+    """One version of a disputed fact is in the answer, cited to its outlet: a clause (split at
+    sentence ends and semicolons) holds ``value`` and a marker [n] whose citation's outlet is
+    ``source``. ``sources``: citation number -> outlet."""
+    from rag.citations import markers
+
+    want = normalize(source)
+    for clause in re.split(r"(?<=[.;!?])\s+|;", text):
+        if contains(clause, [value]) and any(normalize(sources.get(n, "")) == want for n in markers(clause)):
+            return True
+    return False
+
+
+def conflict_reported(text: str, versions: Iterable[tuple[str, str]], sources: dict[int, str],
+                      conflicts: int) -> bool:
+    """The answer says the sources disagree (``conflicts`` > 0) and states every version, each
+    cited to its outlet."""
+    return conflicts > 0 and all(version_cited(text, v, s, sources) for v, s in versions)
+
+
 def dup_sentences(text: str, quotes: Iterable[str] = (), lang: str = "it") -> int:
     """Repeated material: each extra copy of a sentence of the answer (compared normalised,
     markers stripped), plus each citation whose quote repeats an earlier citation's quote."""

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 PERCENT_FREE = ("latency", "tokens", "cases", "_total")  # counts and milliseconds, not rates
-LOWER_IS_BETTER = ("abstain_wrong", "dup_sentences")  # dup_sentences and dup_sentences_total
+LOWER_IS_BETTER = ("abstain_wrong", "dup_sentences", "false_conflict")  # dup_sentences and dup_sentences_total
 
 
 def fmt(value: Any, metric: str = "") -> str:

@@ -72,15 +72,32 @@ def embedder_name(config) -> str:
     return model_name(config)
 
 
-def store_key(corpus: Path, config) -> str:
+def folders(corpus: Path | list[Path]) -> list[Path]:
+    return list(corpus) if isinstance(corpus, list) else [corpus]
+
+
+CORPORA = Path(__file__).parent / "corpora"
+
+
+def case_corpus(name: str) -> Path:
+    """A case's own articles (``"corpus"`` in the set), ingested alongside the run's corpus for
+    that case only: ``eval/corpora/<name>/``. The natural set's conflicting reports live there, so
+    the sample, every test built on it and every other case's figures stay as they are."""
+    path = CORPORA / name
+    if not name or "/" in name or name.startswith(".") or not path.is_dir():
+        raise ValueError(f"case corpus '{name}' not found in {CORPORA}")
+    return path
+
+
+def store_key(corpus: Path | list[Path], config) -> str:
     h = hashlib.sha1()
-    for p in sorted(corpus_files(corpus)):
+    for p in sorted(f for c in folders(corpus) for f in corpus_files(c)):
         h.update(hashlib.sha1(p.read_bytes()).hexdigest().encode())
     h.update(f"|{embedder_name(config)}|{config.chunk_tokens}|{config.chunk_overlap}".encode())
     return h.hexdigest()[:20]
 
 
-def open_library(corpus: Path, progress: Callable[[str, int, int], None] | None = None):
+def open_library(corpus: Path | list[Path], progress: Callable[[str, int, int], None] | None = None):
     """A Library over ``<cache>/<key>``, ingesting the corpus the first time only."""
     from rag.config import Config
     from rag.library import Library
@@ -94,7 +111,7 @@ def open_library(corpus: Path, progress: Callable[[str, int, int], None] | None 
     info: dict[str, Any] = {"store": str(home), "key": key, "reused": ready.exists()}
     if not ready.exists():
         t = time.perf_counter()
-        report = lib.ingest([corpus], progress=progress)
+        report = lib.ingest(folders(corpus), progress=progress)
         info["ingest"] = report.to_dict() | {"seconds": round(time.perf_counter() - t, 1)}
         info["ingest"].pop("article_ids", None)
         if report.errors and not report.added:
@@ -162,6 +179,7 @@ def answer_case(lib, case: Case, mode: str, k: int, judge=None, ans: Answer | No
         "notice": ans.notice,
         "standalone_question": ans.standalone_question or ans.question,
         "citations": [c.to_dict() | {"path": c.path} for c in ans.citations],
+        "conflicts": [c.to_dict() for c in ans.conflicts],
         "answer_latency_ms": round(ans.timings_ms.get("total", 0.0), 1),
         "usage": ans.usage,
         "metrics": m,
@@ -210,17 +228,21 @@ def make_judge(lib):
 
 
 def run(lib, evalset: EvalSet, settings: RunSettings, advance: Callable[[], None] | None = None,
-        partial: Path | None = None) -> RunResult:
+        partial: Path | None = None, libs: dict[str, Any] | None = None) -> RunResult:
     """Case by case, every mode for one case before the next, so that ``partial`` (one JSON row
     per finished case, appended as we go) always holds comparable numbers for all modes.
 
     A follow-up is asked first: retrieval in every mode then searches the standalone question
     the answer path searched, so retrieval metrics describe what the answerer was given."""
     judge = make_judge(lib) if settings.judge else None
+    if any(c.corpus and c.corpus not in (libs or {}) for c in evalset.cases):
+        raise ValueError("a case names a corpus that was not opened: pass libs={name: Library}")
     per_case: list[dict[str, Any]] = []
     fh = partial.open("w", encoding="utf-8") if partial else None
     try:
+        main = lib
         for case in evalset.cases:
+            lib = (libs or {}).get(case.corpus, main) if case.corpus else main  # the case's own store
             row = case.to_dict() | {"modes": {}}
             asked = ask(lib, case, settings.modes[0], settings.k) if case.history else None
             query = (asked.standalone_question or case.question) if asked else case.question
@@ -268,7 +290,8 @@ def split_aggregates(per_case: list[dict[str, Any]], modes: list[str], answers: 
     return out
 
 
-TYPE_METRICS = ("answer_contains", "lead_contains", "current_correct", "abstain_correct", "abstain_wrong")
+TYPE_METRICS = ("answer_contains", "lead_contains", "current_correct", "abstain_correct", "abstain_wrong",
+                "conflict_reported", "false_conflict")
 
 
 def type_breakdown(per_case: list[dict[str, Any]], mode: str) -> dict[str, dict[str, float]]:
@@ -297,7 +320,7 @@ RETRIEVAL_ORDER = ["hit@1", "hit@5", "hit@10", "recall@", "mrr@10", "ndcg@10"]
 ANSWER_METRICS = ("answer_contains", "lead_contains", "current_correct", "followup_resolved", "token_f1",
                   "exact_match")
 CITATION_METRICS = ("citations_resolve", "citation_precision", "cited_sentences", "abstain_correct",
-                    "abstain_wrong")
+                    "abstain_wrong", "conflict_reported", "false_conflict")
 
 
 def _aggregate(entries: list[dict[str, Any]], with_answers: bool) -> tuple[dict[str, float], list[float]]:

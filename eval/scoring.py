@@ -34,6 +34,12 @@ def score_answer(case: Case, ans: Answer) -> dict[str, float]:
                                                            ans.lang))
     if case.history and case.resolved:
         m["followup_resolved"] = float(M.contains_all(ans.standalone_question or ans.question, case.resolved))
+    if case.conflict:
+        sources = {c.n: c.source for c in ans.citations}
+        m["conflict_reported"] = float(not ans.declined and M.conflict_reported(
+            text, [(v.value, v.source) for v in case.conflict], sources, len(ans.conflicts)))
+    elif not ans.declined and not case.unanswerable:
+        m["false_conflict"] = float(bool(ans.conflicts))  # the gold says the sources agree
     m["dup_sentences"] = float(M.dup_sentences(ans.text, [c.quote for c in ans.citations], ans.lang))
     if not ans.declined:
         m["citations_resolve"] = M.citations_resolve(ans.text, [c.n for c in ans.citations])

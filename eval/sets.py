@@ -28,6 +28,14 @@ class Current:
 
 
 @dataclass
+class Version:
+    """One outlet's version of a disputed fact: the answer must state ``value`` citing ``source``."""
+
+    value: str
+    source: str
+
+
+@dataclass
 class Case:
     id: str
     question: str
@@ -43,6 +51,8 @@ class Case:
     history: list[str] = field(default_factory=list)  # earlier user turns, oldest first
     resolved: list[str] = field(default_factory=list)
     split: str = ""
+    conflict: list[Version] = field(default_factory=list)  # sources that disagree: every version
+    corpus: str = ""  # articles of its own, eval/corpora/<corpus>/, added to the run's corpus for it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +152,12 @@ def parse_case(obj: Any, where: str) -> Case:
     filters = line.mapping("filters") or {}
     for key in FILTER_KEYS:
         line.text(key, obj=filters)
+    raw_versions = obj.get("conflict") or []
+    if not isinstance(raw_versions, list) or not all(isinstance(v, dict) for v in raw_versions):
+        raise line.fail(f"'conflict' must be a list of {{\"value\", \"source\"}} objects, got {raw_versions!r:.60}")
+    versions = [Version(value=line.text("value", v), source=line.text("source", v)) for v in raw_versions]
+    if any(not v.value or not v.source for v in versions) or len(versions) == 1:
+        raise line.fail("'conflict' needs two or more versions, each with a 'value' and a 'source'")
     ident = obj.get("id")
     if ident is not None and not isinstance(ident, (str, int)):
         raise line.fail(f"'id' must be a string, got {ident!r:.40}")
@@ -160,6 +176,8 @@ def parse_case(obj: Any, where: str) -> Case:
         history=line.texts("history"),
         resolved=line.texts("resolved"),
         split=split,
+        conflict=versions,
+        corpus=line.text("corpus"),
     )
 
 

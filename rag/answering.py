@@ -11,14 +11,14 @@ import re
 import time
 from collections.abc import Callable, Iterator
 
-from rag import extractive
+from rag import claims, extractive
 from rag.chunking import count_tokens
 from rag.citations import citation_for, validate
 from rag.config import Config
 from rag.dates import end_of, spoken
 from rag.embeddings import Embedder
 from rag.llm import LLM, LLMError, Usage
-from rag.models import Answer, Citation, Filters, Hit
+from rag.models import Answer, Citation, Conflict, Filters, Hit
 from rag.prompts import build_messages, notice, pack, render, truncation_notice
 from rag.question import analyse
 from rag.retrieval import Retriever
@@ -61,26 +61,69 @@ def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, 
         return answer
     numbers: dict[str, int] = {}
     citations: list[Citation] = []
+
+    def cite(hit: Hit, text: str) -> int:
+        if hit.article_id not in numbers:
+            numbers[hit.article_id] = len(numbers) + 1
+            citations.append(citation_for(numbers[hit.article_id], hit, text))
+        else:
+            cit = citations[numbers[hit.article_id] - 1]
+            if text not in cit.quote.split(" … "):
+                cit.quote = f"{cit.quote} … {text}"
+        return numbers[hit.article_id]
+
     parts = []
+    conflicts: list[Conflict] = []
+    pool = extractive.candidates(hits, lang)  # every sentence retrieved: where other versions hide
+    told: set[str] = set()  # articles whose version is told in a disagreement sentence already
     for i, pick in enumerate(result.picks):
+        if pick.role == "answer" and hits[pick.candidate.hit_index].article_id in told:
+            continue  # another answer from a rival article: its version is in the disagreement sentence
+        rivals = _rivals(pick.candidate, hits, pool, question)
+        # an article that agrees in one sentence (its headline) but states other figures in
+        # another is a rival version, not a second source for this one
+        also = [c for c in pick.also if hits[c.hit_index].article_id not in rivals]
         marks = []
-        for cand in [pick.candidate, *pick.also]:
-            hit = hits[cand.hit_index]
-            if hit.article_id not in numbers:
-                numbers[hit.article_id] = len(numbers) + 1
-                citations.append(citation_for(numbers[hit.article_id], hit, cand.text))
-            else:
-                cit = citations[numbers[hit.article_id] - 1]
-                if cand.text not in cit.quote.split(" … "):
-                    cit.quote = f"{cit.quote} … {cand.text}"
-            mark = f"[{numbers[hit.article_id]}]"
+        for cand in [pick.candidate, *also]:
+            mark = f"[{cite(hits[cand.hit_index], cand.text)}]"
             if mark not in marks:
                 marks.append(mark)
         role = "then" if pick.role == "since" and any(p.role == "since" for p in result.picks[:i]) else pick.role
         prefix = _ROLE_PREFIX["en" if lang == "en" else "it"].get(role, "")
         parts.append(prefix + _claim(pick.candidate.text, hits[pick.candidate.hit_index].date, "".join(marks), lang))
+        if rivals:
+            lead = hits[pick.candidate.hit_index]
+            anchor = claims.Said(pick.candidate.text, lead.article_id, lead.source, lead.date,
+                                 sorted({cite(hits[c.hit_index], c.text) for c in [pick.candidate, *also]}))
+            by_article = {h.article_id: h for h in hits}
+            for said in rivals.values():
+                said.citations = [cite(by_article[said.article_id], said.text)]
+            disputed = claims.conflict(anchor, list(rivals.values()), question)
+            assert disputed is not None  # _rivals checked it
+            conflicts.append(disputed)
+            told |= set(rivals) | {hits[c.hit_index].article_id for c in [pick.candidate, *also]}
+            parts.append(claims.sentence(disputed, lang))
     return Answer(question=question, text=" ".join(parts), mode="extractive", model="extractive",
-                  citations=citations, hits=hits, lang=lang, notice=notice)
+                  citations=citations, hits=hits, lang=lang, notice=notice, conflicts=conflicts)
+
+
+def _rivals(lead: extractive.Candidate, hits: list[Hit], pool: list[extractive.Candidate],
+            question: str) -> dict[str, claims.Said]:
+    """Other articles, of about the same time, telling the picked sentence's fact with other
+    figures, scores, dates or names (``rag.claims.rivals``): per article, its closest such
+    sentence; empty when none, or when no version differs on a fact ``claims.conflict`` can
+    name. Nothing is cited here: an answer never lists a source it does not use."""
+    lead_hit = hits[lead.hit_index]
+    anchor = claims.Said(lead.text, lead_hit.article_id, lead_hit.source, lead_hit.date)
+    others = [claims.Said(c.text, hits[c.hit_index].article_id, hits[c.hit_index].source, hits[c.hit_index].date)
+              for c in pool if hits[c.hit_index].article_id != lead_hit.article_id]
+    mine = claims.words(lead.text)
+    found: dict[str, claims.Said] = {}
+    for said in sorted(claims.rivals(anchor, others), key=lambda s: -claims.overlap(mine, claims.words(s.text))):
+        found.setdefault(said.article_id, said)
+    if not found or claims.conflict(anchor, list(found.values()), question) is None:
+        return {}
+    return found
 
 
 def _later(retriever: Retriever, question: str, filters: Filters | None,
@@ -157,7 +200,9 @@ def stream_answer(
                 clean, citations = validate(text, packed, lang)
                 answer = Answer(question=question, text=clean, mode="llm", model=llm.model,
                                 citations=citations, hits=hits, lang=lang, truncated=bool(cut),
-                                uncited=not citations)
+                                uncited=not citations, conflicts=claims.among(
+                                    [claims.Said(c.quote, c.article_id, c.source, c.date, [c.n]) for c in citations],
+                                    question))
                 answer.notice = " ".join(n for n in (cut, "" if citations else notice("uncited", lang)) if n)
         except LLMError as exc:
             if fallback != "extractive":

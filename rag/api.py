@@ -420,7 +420,8 @@ class Chat:
                              "message": {"role": "assistant", "content": answer.text.strip() + _suffix(answer)}}],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                           "total_tokens": prompt + completion},
-                "citations": [c.to_dict() for c in answer.citations]}
+                "citations": [c.to_dict() for c in answer.citations],
+                "conflicts": [c.to_dict() for c in answer.conflicts]}
 
     def chunk(self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
@@ -428,7 +429,7 @@ class Chat:
 
     def chunks(self, stream: Stream[Answer], drafts: Iterator[str], usage: bool) -> Iterator[str]:
         """Role, content deltas (trailing blanks held back, so the text is the answer's), the
-        sources, the finish; ``citations`` ride on the last chunk before ``[DONE]``."""
+        sources, the finish; ``citations`` and ``conflicts`` ride on the last chunk before ``[DONE]``."""
         yield self.chunk({"role": "assistant", "content": ""})
         sent: list[str] = []
         try:
@@ -450,7 +451,8 @@ class Chat:
             log.warning("chat stream %s: the streamed text differs from the final answer", self.id)
         if suffix := _suffix(answer):
             yield self.chunk({"content": suffix})
-        cited = {"citations": [c.to_dict() for c in answer.citations]}
+        cited = {"citations": [c.to_dict() for c in answer.citations],
+                 "conflicts": [c.to_dict() for c in answer.conflicts]}
         yield self.chunk({}, "stop", **({} if usage else cited))
         if usage:
             done = self.completion(answer)["usage"]

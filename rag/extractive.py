@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag import claims
 from rag.embeddings import Embedder
 from rag.models import Hit
 from rag.question import Question, mentions, names_in
@@ -363,15 +364,14 @@ def threshold() -> float:
 
 
 def _same(a: Candidate, b: Candidate) -> bool:
-    """Two sentences say the same thing: mostly the same words, and the same names ("La Roma
-    sceglie Juric" and "La Roma sceglie Gasperini" are two facts)."""
+    """Two sentences say the same thing: mostly the same words, and the same facts (numbers with
+    what they count, scores, dates, names: ``rag.claims.agree``). "La Roma sceglie Juric" and
+    "La Roma sceglie Gasperini", or "3 morti" and "9 morti", are not one claim citing both."""
     if not a.tokens or not b.tokens:
         return False
     if len(a.tokens & b.tokens) / len(a.tokens | b.tokens) < DUPLICATE:
         return False
-    names_a = {fold(n) for n, *_ in names_in(a.text)}
-    names_b = {fold(n) for n, *_ in names_in(b.text)}
-    return names_a <= names_b or names_b <= names_a
+    return claims.agree(a.text, b.text)
 
 
 def _date(hits: list[Hit], c: Candidate) -> str:

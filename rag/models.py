@@ -142,6 +142,37 @@ class Citation:
 
 
 @dataclass
+class Version:
+    """One source's version of a disputed fact: the value it states, with its outlet and date."""
+
+    value: str  # as the source states it, normalised ("3", "2-1", "20 luglio")
+    source: str  # the outlet (the article's ``source`` field)
+    date: str
+    citations: list[int] = field(default_factory=list)  # the answer's [n] for this version
+    quote: str = ""  # the sentence stating it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Conflict:
+    """Sources that state one fact differently (rag.claims): every version kept, oldest first."""
+
+    claim: str  # what is disputed: the noun counted ("morti"), or the kind ("score", "date", "name")
+    kind: str  # number | score | date | time | year | name
+    versions: list[Version] = field(default_factory=list)
+
+    @property
+    def citations(self) -> list[int]:
+        return sorted({n for v in self.versions for n in v.citations})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"claim": self.claim, "kind": self.kind, "versions": [v.to_dict() for v in self.versions],
+                "citations": self.citations}
+
+
+@dataclass
 class Answer:
     question: str
     text: str
@@ -157,6 +188,7 @@ class Answer:
     standalone_question: str = ""
     truncated: bool = False  # the model did not finish the answer (length limit, cut stream, deadline)
     uncited: bool = False  # an LLM answer, not declined, with no valid citation at all
+    conflicts: list[Conflict] = field(default_factory=list)  # sources that disagree, every version cited
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,4 +208,5 @@ class Answer:
             "uncited": self.uncited,
             "notice": self.notice,
             "usage": self.usage,
+            "conflicts": [c.to_dict() for c in self.conflicts],
         }

@@ -55,6 +55,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "searching": ("Cerco negli articoli…", "Searching the articles…"),
     "interpreted": ("Domanda interpretata: «{q}»", "Question as understood: “{q}”"),
     "n_sources": ("Fonti: {n} (vedi sotto)", "Sources: {n} (see below)"),
+    "disagree": ("Versioni diverse ({claim}): {sources}", "Conflicting versions ({claim}): {sources}"),
     "no_answer": ("Non è stato possibile rispondere: {e}", "Could not answer: {e}"),
     "sources_empty": ("Le fonti citate nelle risposte compariranno qui, con il passaggio usato evidenziato.",
                       "The sources cited in the answers will appear here, with the passage used highlighted."),
@@ -453,15 +454,19 @@ def status_html(stats: dict[str, Any], lang: str, progress: tuple[int, int] | No
 
 
 # ---- answers and sources --------------------------------------------------------------------------------
-def link_markers(text: str, numbers: set[int], turn: int | str) -> str:
-    """Escape ``text`` and turn each [n] whose source exists into a link to its card."""
+def link_markers(text: str, numbers: set[int], turn: int | str, disputed: set[int] | frozenset[int] = frozenset()
+                 ) -> str:
+    """Escape ``text`` and turn each [n] whose source exists into a link to its card; the
+    sources of conflicting versions (``disputed``) are marked so the reader sees them."""
 
     def repl(m: re.Match) -> str:
         parts = re.split(r"\s*[,;]\s*", m.group(1))
         out = []
         for p in parts:
             n = int(p)
-            if n in numbers:
+            if n in disputed:
+                out.append(f'<a class="cite disputed" href="#{anchor(turn, n)}">[{n}]</a>')
+            elif n in numbers:
                 out.append(f'<a class="cite" href="#{anchor(turn, n)}">[{n}]</a>')
             else:
                 out.append(f"[{n}]")
@@ -482,13 +487,16 @@ def answer_html(answer: Answer, turn: int, asked: str = "", lang: str = "it") ->
     ``asked`` is what the user typed; when the question searched differs (a rewritten follow-up),
     it is shown so the reader knows what was searched."""
     numbers = {c.n for c in answer.citations}
-    body = link_markers(answer.text.strip(), numbers, turn)
+    disputed = {n for c in answer.conflicts for n in c.citations} & numbers
+    body = link_markers(answer.text.strip(), numbers, turn, disputed)
     searched = (answer.standalone_question or answer.question or "").strip()
     extra = []
     if asked and searched and searched != asked.strip():
         extra.append(esc(t(lang, "interpreted", q=searched)))
     if answer.notice:
         extra.append(esc(answer.notice))  # the library's, in the answer's language
+    for c in answer.conflicts:  # what the sources disagree about, and which of them do
+        extra.append(esc(t(lang, "disagree", claim=c.claim, sources=" ".join(f"[{n}]" for n in c.citations))))
     if answer.citations:
         extra.append(esc(t(lang, "n_sources", n=len(answer.citations))))
     if extra:
@@ -724,6 +732,7 @@ CSS = """
 .answer-notice {font-size:0.85em; color:#57606a;}
 a.cite, #chatbot a.cite {color:#1f5fbf !important; text-decoration:none; font-weight:600;}
 a.cite:hover {text-decoration:underline;}
+a.cite.disputed, #chatbot a.cite.disputed {color:#a33a00 !important; border-bottom:2px dotted #a33a00;}
 .quote-extra {margin-top:8px; font-style:italic;}
 .sources-empty {color:#57606a; font-style:italic;}
 input::placeholder, textarea::placeholder {color:#a0a6ad !important; font-style:italic; opacity:1;}

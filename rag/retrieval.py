@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from rag import claims
 from rag.config import Config
 from rag.dates import day_number
 from rag.embeddings import Embedder
@@ -108,13 +109,17 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) -> list[Hit]:
+    """Drop a hit that overlaps a kept chunk of its own article, or that repeats a kept hit
+    word for word *and states the same facts* (``rag.claims.agree``): a re-report giving other
+    numbers, scores, dates or names is a conflicting version and stays, so no outlet's figure
+    is dropped silently."""
     kept: list[Hit] = []
     shingles: list[set[str]] = []
     for hit in hits:
         toks = set(fold(hit.text).split())  # near-duplicate test: plain words are enough, and fast
         if any(_overlap(hit, k) > span_overlap for k in kept):
             continue
-        if any(_jaccard(toks, s) >= near_dup for s in shingles):
+        if any(_jaccard(toks, s) >= near_dup and claims.agree(hit.text, k.text) for k, s in zip(kept, shingles)):
             continue
         kept.append(hit)
         shingles.append(toks)

@@ -23,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from rag import claims
 from rag.chunking import count_tokens
 from rag.citations import citation_for, validate
 from rag.config import Config
+from rag.dates import spoken
 from rag.embeddings import Embedder
 from rag.index import Index
 from rag.llm import LLM, LLMError
-from rag.models import Citation, Hit, StoredArticle
+from rag.models import Citation, Conflict, Hit, StoredArticle
 from rag.prompts import fence, render
 from rag.retrieval import Retriever
 from rag.stories import DEFAULT_THRESHOLD, Story, group_stories
@@ -50,6 +52,7 @@ class Summary:
     citations: list[Citation] = field(default_factory=list)
     lang: str = "it"
     notice: str = ""
+    conflicts: list[Conflict] = field(default_factory=list)  # figures the story's articles state differently
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class Summary:
             "model": self.model,
             "stories": [{"title": s.title, "article_ids": list(s.article_ids)} for s in self.stories],
             "citations": [c.to_dict() for c in self.citations],
+            "conflicts": [c.to_dict() for c in self.conflicts],
         }
 
 
@@ -231,33 +235,92 @@ def _heading(story: Story, lang: str) -> str:
     return f"{short_title(story.title)} ({dates}; {n} {word})"
 
 
+class _Citer:
+    """One number per article across a summary; a second sentence of an article joins its quote."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, int] = {}
+        self.citations: list[Citation] = []
+
+    def __call__(self, article: StoredArticle, sent: _Sentence | None = None) -> int:
+        text = sent.text if sent else _lead_sentence(article)
+        if article.id not in self.numbers:
+            self.numbers[article.id] = len(self.numbers) + 1
+            ps, pe = _paragraph(article.text, sent.start, sent.end) if sent else _paragraph(article.text, 0, 0)
+            self.citations.append(citation_for(self.numbers[article.id], _hit_for(article, ps, pe), text))
+        elif sent is not None:
+            cit = self.citations[self.numbers[article.id] - 1]
+            if sent.text not in cit.quote.split(" … "):
+                cit.quote = f"{cit.quote} … {sent.text}"
+        return self.numbers[article.id]
+
+
+def _lead_sentence(article: StoredArticle) -> str:
+    spans = sentence_spans(article.text, "it")
+    return article.text[spans[0][0]:spans[0][1]] if spans else article.title
+
+
+_ALSO = {"it": "Ne scrivono anche: ", "en": "Also reported by: "}
+
+
+def story_versions(story: Story, picked: list[_Sentence], cite: _Citer, lang: str,
+                   query: str | None = None) -> tuple[list[str], list[Conflict]]:
+    """What a story's summary adds so that no report is dropped silently: for each picked
+    sentence, the other articles' versions of its figures when they differ ("Le fonti non
+    concordano: …", ``rag.claims``), then every article of the story not cited yet, by outlet.
+    A story of N articles so carries N citations."""
+    lines: list[str] = []
+    conflicts: list[Conflict] = []
+    told: set[str] = set()
+    for sent in picked:
+        if sent.article.id in told:
+            continue
+        a = sent.article
+        anchor = claims.Said(sent.text, a.id, a.source, a.date)
+        pool = [o for b in story.articles if b.id != a.id for o in _sentences(b)]
+        others = [claims.Said(o.text, o.article.id, o.article.source, o.article.date) for o in pool]
+        sentence_of = {id(said): o for said, o in zip(others, pool)}
+        found: dict[str, claims.Said] = {}
+        for said in claims.rivals(anchor, others):
+            found.setdefault(said.article_id, said)
+        if not found or claims.conflict(anchor, list(found.values()), query or "") is None:
+            continue
+        anchor.citations = [cite(a, sent)]
+        for said in found.values():
+            other = sentence_of[id(said)]
+            said.citations = [cite(other.article, other)]
+        disputed = claims.conflict(anchor, list(found.values()), query or "")
+        assert disputed is not None
+        conflicts.append(disputed)
+        told |= {a.id, *found}
+        lines.append(claims.sentence(disputed, lang))
+    rest = [b for b in story.articles if b.id not in cite.numbers]
+    if rest:
+        named = ", ".join(f"{b.source or short_title(b.title)} ({spoken(b.date, lang)}) [{cite(b)}]" if b.date
+                          else f"{b.source or short_title(b.title)} [{cite(b)}]" for b in rest)
+        lines.append(_ALSO["en" if lang == "en" else "it"] + named + ".")
+    return lines, conflicts
+
+
 def extractive_summary(config: Config, embedder: Embedder, stories: list[Story], query: str | None, lang: str,
                        single: bool) -> Summary:
-    numbers: dict[str, int] = {}
-    citations: list[Citation] = []
+    cite = _Citer()
+    conflicts: list[Conflict] = []
     blocks = []
     for story in stories:
         picked = pick_sentences(story, embedder, query, max_sentences=3 if single or len(stories) == 1
                                 else 2)
         if not picked:
             continue
-        parts = []
-        for sent in picked:
-            aid = sent.article.id
-            if aid not in numbers:
-                numbers[aid] = len(numbers) + 1
-                ps, pe = _paragraph(sent.article.text, sent.start, sent.end)
-                citations.append(citation_for(numbers[aid], _hit_for(sent.article, ps, pe), sent.text))
-            else:
-                cit = citations[numbers[aid] - 1]
-                cit.quote = f"{cit.quote} … {sent.text}"
-            parts.append(f"{sent.text} [{numbers[aid]}]")
-        body = " ".join(parts)
+        parts = [f"{sent.text} [{cite(sent.article, sent)}]" for sent in picked]
+        more, found = story_versions(story, picked, cite, lang, query)
+        conflicts += found
+        body = " ".join(parts + more)
         blocks.append(body if single else f"{_heading(story, lang)}\n{body}")
     notice = render(config.prompts_dir, "summary_notice", lang)
     text = "\n\n".join(blocks) if blocks else render(config.prompts_dir, "summary_empty", lang)
     return Summary(text=text, mode="extractive", model="extractive", stories=stories,
-                   citations=citations, lang=lang, notice=notice)
+                   citations=cite.citations, lang=lang, notice=notice, conflicts=conflicts)
 
 
 # -- language model ------------------------------------------------------------------------------
@@ -279,7 +342,7 @@ def _sources_block(config: Config, lang: str, numbered: list[tuple[int, StoredAr
     per = max(120, budget // max(1, len(numbered)) - 40)
     return "\n\n".join(
         render(config.prompts_dir, "source", lang, n=n, title=html.escape(a.title, quote=True),
-               date=a.date or "?", source=html.escape(a.source or "?", quote=True),
+               date=spoken(a.date, lang) if a.date else "?", source=html.escape(a.source or "?", quote=True),
                text=fence(_fit(a.text, per)))
         for n, a in numbered
     )
@@ -343,8 +406,21 @@ def _llm_summary(config: Config, stories: list[Story], query: str | None, lang: 
             yield delta
     hits = [_hit_for(a) for a in by_number]
     clean, citations = validate("".join(raw), hits, lang)
+    # every article of every story is cited: those the model left out are named, by outlet
+    cited = {c.article_id for c in citations}
+    left = [a for a in by_number if a.id not in cited]
+    if left:
+        named = []
+        for a in left:
+            citations.append(citation_for(len(citations) + 1, _hit_for(a), _lead_sentence(a)))
+            when = f" ({spoken(a.date, lang)})" if a.date else ""
+            named.append(f"{a.source or short_title(a.title)}{when} [{len(citations)}]")
+        tail = "\n\n" + _ALSO["en" if lang == "en" else "it"] + ", ".join(named) + "."
+        yield tail
+        clean += tail
+    conflicts = claims.among([claims.Said(c.quote, c.article_id, c.source, c.date, [c.n]) for c in citations])
     yield Summary(text=clean, mode="llm", model=llm.model, stories=stories, citations=citations,
-                  lang=lang)
+                  lang=lang, conflicts=conflicts)
 
 
 # -- entry points --------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_new_metrics_aggregate_overall_per_split_and_per_type():
     assert result.splits["held"]["hybrid"]["lead_contains"] == 1.0
     assert "current_correct" not in result.splits["held"]["hybrid"]
     assert result.by_type["current"] == {"cases": 1, "hit@5": 1.0, "answer_contains": 1.0, "lead_contains": 0.0,
-                                         "current_correct": 0.0, "abstain_wrong": 0.0}
+                                         "current_correct": 0.0, "abstain_wrong": 0.0, "false_conflict": 0.0}
     assert result.by_type["unanswerable"]["abstain_correct"] == 1.0
 
 

@@ -4,6 +4,7 @@ abstention protocol (--foreign) with its own corpus."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,16 @@ GOOD = {"id": "x1", "question": "Chi allena la Roma?", "answers": ["Gasperini"],
         "unanswerable": False, "filters": {}}
 
 
+def _first_160(cases):
+    """The set as first written (n001-n160); later issues append cases with ids of their own."""
+    return [c for c in cases if re.fullmatch(r"n\d{3}", c.id) and int(c.id[1:]) <= 160]
+
+
 def test_natural_set_loads_every_field():
-    cases = load_jsonl(NATURAL)
-    assert len(cases) == 160 and len({c.id for c in cases}) == 160
+    every = load_jsonl(NATURAL)
+    assert len({c.id for c in every}) == len(every)
+    cases = _first_160(every)
+    assert len(cases) == 160
     by_id = {c.id: c for c in cases}
     n103 = by_id["n103"]
     assert n103.type == "followup" and n103.lang == "it" and n103.split == "dev"
@@ -64,6 +72,10 @@ def test_unknown_keys_are_ignored(tmp_path):
     ({"history": "Chi allena la Roma?"}, "'history' must be a list of strings"),
     ({"filters": {"since": 2024}}, "'since' must be a string"),
     ({"question": ""}, "case without a question"),
+    ({"conflict": [{"value": "3", "source": "Il Messaggero"}]}, "'conflict' needs two or more versions"),
+    ({"conflict": [{"value": "3"}, {"value": "9", "source": "Latina Oggi"}]}, "each with a 'value' and a 'source'"),
+    ({"conflict": "3 contro 9"}, "'conflict' must be a list"),
+    ({"corpus": 3}, "'corpus' must be a string"),
 ])
 def test_type_errors_name_file_and_line(tmp_path, change, message):
     path = _write(tmp_path / "bad.jsonl", GOOD | {"id": "ok"}, GOOD | change)
@@ -83,7 +95,8 @@ def test_duplicate_ids_and_bad_json_are_reported_by_line(tmp_path):
 
 def test_split_selection_happens_before_sampling():
     held = load_set(NATURAL, split="held")
-    assert len(held.cases) == 55 and held.splits == ["held"] and held.total == 160
+    assert len(_first_160(held.cases)) == 55 and held.splits == ["held"]
+    assert held.total == len(load_jsonl(NATURAL)) and all(c.split == "held" for c in held.cases)
     dev = load_set(NATURAL, split="dev", limit=10, seed=1)
     assert len(dev.cases) == 10 and all(c.split == "dev" for c in dev.cases)
     assert load_set(NATURAL).splits == ["dev", "held"]

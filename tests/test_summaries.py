@@ -54,7 +54,7 @@ def test_extractive_query_summary_cites_real_sentences(hash_sample):
     dates = [s.last_date for s in summary.stories]
     assert dates == sorted(dates, reverse=True)  # newest story first
     d = summary.to_dict()
-    assert set(d) == {"summary", "mode", "model", "stories", "citations"}
+    assert set(d) == {"summary", "mode", "model", "stories", "citations", "conflicts"}
     assert all(set(s) == {"title", "article_ids"} for s in d["stories"])
 
 
@@ -104,8 +104,11 @@ def test_llm_map_reduce_validates_markers(hash_sample):
     assert summary.mode == "llm" and summary.model == "stub"
     assert len(requests) == n_stories + 1
     assert "[99]" not in summary.text and "Rassegna" in summary.text
-    assert summary.text.count("[1]") == 1 and "[2]" not in summary.text  # renumbered 2 -> 1
-    assert len(summary.citations) == 1
+    said, _, named = summary.text.partition("\n\nNe scrivono anche: ")
+    assert said.count("[1]") == 1 and "[2]" not in said  # renumbered 2 -> 1
+    # the articles the model did not cite are named by outlet, each with its own citation
+    assert {c.article_id for c in summary.citations} == {a for s in summary.stories for a in s.article_ids}
+    assert named.count("[") == len(summary.citations) - 1
     assert "<fonte n=" in requests[0].json["messages"][1]["content"]
     assert "<notizia" in requests[-1].json["messages"][1]["content"]
 
