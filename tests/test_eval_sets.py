@@ -26,7 +26,7 @@ GOOD = {"id": "x1", "question": "Chi allena la Roma?", "answers": ["Gasperini"],
 
 def test_natural_set_loads_every_field():
     cases = load_jsonl(NATURAL)
-    assert len(cases) == 160 and len({c.id for c in cases}) == 160
+    assert len(cases) == 172 and len({c.id for c in cases}) == 172
     by_id = {c.id: c for c in cases}
     n103 = by_id["n103"]
     assert n103.type == "followup" and n103.lang == "it" and n103.split == "dev"
@@ -34,8 +34,8 @@ def test_natural_set_loads_every_field():
     assert n103.current == Current(answers=["Brasile"], date="2025-05-12", superseded=["Real Madrid"])
     assert by_id["n061"].as_of == "2024-12-31"
     assert by_id["n086"].must_include and by_id["n086"].type == "list"
-    assert sum(c.split == "held" for c in cases) == 55  # as eval/sets/README.md says
-    assert sum(c.current is not None for c in cases) == 31
+    assert sum(c.split == "held" for c in cases) == 61  # as eval/sets/README.md says
+    assert sum(c.current is not None for c in cases) == 34
     assert all(c.unanswerable == (c.type == "unanswerable") for c in cases)
 
 
@@ -83,7 +83,7 @@ def test_duplicate_ids_and_bad_json_are_reported_by_line(tmp_path):
 
 def test_split_selection_happens_before_sampling():
     held = load_set(NATURAL, split="held")
-    assert len(held.cases) == 55 and held.splits == ["held"] and held.total == 160
+    assert len(held.cases) == 61 and held.splits == ["held"] and held.total == 172
     dev = load_set(NATURAL, split="dev", limit=10, seed=1)
     assert len(dev.cases) == 10 and all(c.split == "dev" for c in dev.cases)
     assert load_set(NATURAL).splits == ["dev", "held"]
