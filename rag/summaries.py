@@ -26,6 +26,7 @@ import numpy as np
 from rag.chunking import count_tokens
 from rag.citations import citation_for, validate
 from rag.config import Config
+from rag.dates import spoken_range
 from rag.embeddings import Embedder
 from rag.index import Index
 from rag.llm import LLM, LLMError
@@ -224,7 +225,7 @@ def short_title(title: str, limit: int = 90) -> str:
 
 def _heading(story: Story, lang: str) -> str:
     n = len(story.article_ids)
-    dates = story.date_range or "?"
+    dates = spoken_range(story.first_date, story.last_date, lang) or "?"
     if n == 1:
         return f"{short_title(story.title)} ({dates})"
     word = "articoli" if lang == "it" else "articles"
