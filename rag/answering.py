@@ -7,9 +7,9 @@ the parts it uses (configuration, retriever, embedder), not the whole library.
 
 from __future__ import annotations
 
-import re
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from rag import extractive
 from rag.chunking import count_tokens
@@ -50,35 +50,62 @@ def _claim(text: str, date: str, markers: str, lang: str) -> str:
 def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, int], question: str,
                       hits: list[Hit], lang: str, query_vector=None, bounded: bool = False,
                       later: Callable[[str], list[Hit]] | None = None, vectors=None) -> Answer:
+    """The offline answer, whole (see ``extractive_stream``)."""
+    return _drained(extractive_stream(config, embedder, vocabulary, question, hits, lang, query_vector=query_vector,
+                                      bounded=bounded, later=later, vectors=vectors))
+
+
+def _drained(stream: Generator[str, None, Answer]) -> Answer:
+    """What a generator of deltas returns, once it has run to the end."""
+    while True:
+        try:
+            next(stream)
+        except StopIteration as done:
+            return done.value
+
+
+def extractive_stream(config: Config, embedder: Embedder, vocabulary: dict[str, int], question: str,
+                      hits: list[Hit], lang: str, query_vector=None, bounded: bool = False,
+                      later: Callable[[str], list[Hit]] | None = None, vectors=None) -> Generator[str, None, Answer]:
+    """The offline answer as its sentences are chosen: each claim is yielded (with the space
+    before it) as soon as it is final, the answering ones before the "since then" search runs;
+    the deltas joined are the ``Answer``'s text, which is the generator's return value."""
     notice = render(config.prompts_dir, "extractive_notice", lang)
     asked = analyse(question, lang)
     hits = list(hits)  # "since then" sources are appended to a copy
-    result = extractive.answer(asked, hits, embedder, vocabulary, query_vector=query_vector, bounded=bounded,
-                               later=later, vectors=vectors)
-    if result.declined:
+    parts_of = extractive.answer_parts(asked, hits, embedder, vocabulary, query_vector=query_vector,
+                                       bounded=bounded, later=later, vectors=vectors)
+    first = next(parts_of)
+    if first.declined:
         answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
+        yield answer.text
         return answer
     numbers: dict[str, int] = {}
     citations: list[Citation] = []
-    parts = []
-    for i, pick in enumerate(result.picks):
-        marks = []
-        for cand in [pick.candidate, *pick.also]:
-            hit = hits[cand.hit_index]
-            if hit.article_id not in numbers:
-                numbers[hit.article_id] = len(numbers) + 1
-                citations.append(citation_for(numbers[hit.article_id], hit, cand.text))
-            else:
-                cit = citations[numbers[hit.article_id] - 1]
-                if cand.text not in cit.quote.split(" … "):
-                    cit.quote = f"{cit.quote} … {cand.text}"
-            mark = f"[{numbers[hit.article_id]}]"
-            if mark not in marks:
-                marks.append(mark)
-        role = "then" if pick.role == "since" and any(p.role == "since" for p in result.picks[:i]) else pick.role
-        prefix = _ROLE_PREFIX["en" if lang == "en" else "it"].get(role, "")
-        parts.append(prefix + _claim(pick.candidate.text, hits[pick.candidate.hit_index].date, "".join(marks), lang))
+    parts: list[str] = []
+    since_told = False
+    for part in itertools.chain([first], parts_of):  # the next part is searched for only when asked
+        for pick in part.picks:
+            marks = []
+            for cand in [pick.candidate, *pick.also]:
+                hit = hits[cand.hit_index]
+                if hit.article_id not in numbers:
+                    numbers[hit.article_id] = len(numbers) + 1
+                    citations.append(citation_for(numbers[hit.article_id], hit, cand.text))
+                else:
+                    cit = citations[numbers[hit.article_id] - 1]
+                    if cand.text not in cit.quote.split(" … "):
+                        cit.quote = f"{cit.quote} … {cand.text}"
+                mark = f"[{numbers[hit.article_id]}]"
+                if mark not in marks:
+                    marks.append(mark)
+            role = "then" if pick.role == "since" and since_told else pick.role
+            since_told = since_told or pick.role == "since"
+            prefix = _ROLE_PREFIX["en" if lang == "en" else "it"].get(role, "")
+            claim = prefix + _claim(pick.candidate.text, hits[pick.candidate.hit_index].date, "".join(marks), lang)
+            yield (" " if parts else "") + claim
+            parts.append(claim)
     return Answer(question=question, text=" ".join(parts), mode="extractive", model="extractive",
                   citations=citations, hits=hits, lang=lang, notice=notice)
 
@@ -121,10 +148,13 @@ def stream_answer(
     retrieval = retriever.search(question, k=k, filters=filters, mode=retrieval_mode)
     hits, lang = retrieval.hits, detect_lang(question)
 
-    def extract() -> Answer:  # the offline answer, first choice or fallback
-        return extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
+    def offline() -> Generator[str, None, Answer]:  # the offline answer, first choice (streamed) or fallback (whole)
+        return extractive_stream(config, embedder, retriever.vocabulary, question, hits, lang,
                                  query_vector=retrieval.vector, bounded=bool(filters and filters.until),
                                  later=_later(retriever, question, filters, retrieval.vector), vectors=vectors)
+
+    def extract() -> Answer:
+        return _drained(offline())
 
     t_retrieved = time.perf_counter()
     answer: Answer | None = None
@@ -166,9 +196,8 @@ def stream_answer(
             answer.notice = f"{exc}. {answer.notice}"
             yield "\n\n" if raw else ""
             yield answer.text
-    else:
-        answer = extract()
-        yield from re.split(r"(?<=\]\. )|(?<=\] )", answer.text)  # streams claim by claim
+    else:  # claim by claim, each as soon as it is chosen
+        answer = yield from offline()
     t_done = time.perf_counter()
     answer.timings_ms = {
         **{f"retrieve_{k}": v for k, v in retrieval.timings_ms.items()},
