@@ -232,6 +232,27 @@ def _heading(story: Story, lang: str) -> str:
     return f"{short_title(story.title)} ({dates}; {n} {word})"
 
 
+_LANGUAGE_NAMES = {"it": {"it": "italiano", "en": "inglese"}, "en": {"it": "Italian", "en": "English"}}
+
+
+def _original_language(stories: list[Story], quoted: dict[str, int], lang: str) -> str:
+    """Without a model the quotes cannot be translated: when some are in another language than
+    the one asked for, the notice says so and names it (" Quotes stay in their original
+    language (Italian)."); nothing when every quote is already in ``lang``."""
+    names = _LANGUAGE_NAMES["en" if lang == "en" else "it"]
+    langs = []
+    for story in stories:
+        for article in story.articles:
+            if article.id in quoted and article.lang in names and article.lang != lang and \
+                    names[article.lang] not in langs:
+                langs.append(names[article.lang])
+    if not langs:
+        return ""
+    if lang == "en":
+        return f" Quotes stay in their original language ({', '.join(langs)})."
+    return f" Le citazioni restano nella lingua originale ({', '.join(langs)})."
+
+
 def extractive_summary(config: Config, embedder: Embedder, stories: list[Story], query: str | None, lang: str,
                        single: bool) -> Summary:
     numbers: dict[str, int] = {}
@@ -255,7 +276,8 @@ def extractive_summary(config: Config, embedder: Embedder, stories: list[Story],
             parts.append(f"{sent.text} [{numbers[aid]}]")
         body = " ".join(parts)
         blocks.append(body if single else f"{_heading(story, lang)}\n{body}")
-    notice = render(config.prompts_dir, "summary_notice", lang)
+    notice = render(config.prompts_dir, "summary_notice", lang,
+                    original=_original_language(stories, numbers, lang))
     text = "\n\n".join(blocks) if blocks else render(config.prompts_dir, "summary_empty", lang)
     return Summary(text=text, mode="extractive", model="extractive", stories=stories,
                    citations=citations, lang=lang, notice=notice)
