@@ -128,6 +128,18 @@ class SampleIngest:
                      self.added, len(self.errors))
 
 
+TRANSPORT_FACTOR = 8  # how much larger than CRONACA_MAX_FILE_MB a file may travel before the server refuses it
+
+
+def transport_limit(config: Any) -> str:
+    """Gradio's ``max_file_size``: a transport cap, not the article limit. Gradio checks its limit in
+    the browser for the whole selection and drops every file, with an English message, when one
+    is over; so the page lets files up to a few times the limit travel, and the server refuses
+    each file over ``CRONACA_MAX_FILE_MB`` on its own, in the reader's language (``rag.uploads``),
+    while the others go in. Only a file beyond the cap (80 MB by default) still meets Gradio's check."""
+    return f"{max(config.max_file_mb * TRANSPORT_FACTOR, 1):g}mb"
+
+
 def _error_record(exc: RequestError) -> SimpleNamespace:
     """What the page needs of a RequestError to word it later in any language (a State must copy)."""
     return SimpleNamespace(field=exc.field, code=exc.code, value=exc.value, message=exc.message)

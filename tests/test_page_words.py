@@ -160,3 +160,24 @@ def test_offline_answers_stream_each_claim_as_it_is_chosen(hash_sample):
     assert "".join(deltas) == answer.text and len(deltas) >= 2
     whole = lib.stream(question, answerer="extractive")
     assert len(list(whole)) >= 2  # the library's stream too, claim by claim
+
+
+# ---- uploads ----------------------------------------------------------------------------------
+def test_the_server_refuses_each_file_over_the_limit_on_its_own_in_the_readers_language(hash_sample, tmp_path):
+    """What the CLI does: the small file goes in, the big one is named and refused; Gradio's own
+    check (in the browser, English, all files dropped) only meets files beyond a transport cap."""
+    from rag import ui
+    from rag.ui import ALL_SOURCES, App
+
+    lib = hash_sample(sample_dir=tmp_path / "no-sample", max_file_mb=1.0)
+    assert ui.transport_limit(lib.config) == "8mb"
+    small = tmp_path / "torneo.md"
+    small.write_text("---\ntitle: Il torneo di Borgo Inventato\ndate: 2025-07-02\nsource: Eco Inventata\n---\n"
+                     "Il Circolo di Borgo Inventato ha vinto il torneo estivo.\n", encoding="utf-8")
+    big = tmp_path / "enorme.txt"
+    big.write_text("Una riga di cronaca locale.\n" * 60_000, encoding="utf-8")  # about 1.6 MB
+    for lang, added, refused in (("it", "aggiunti 1", "enorme.txt: file troppo grande (1.6 MB, limite 1 MB)"),
+                                 ("en", "added 0", "enorme.txt: file too large (1.6 MB, limit 1 MB)")):
+        report = html.unescape(App(lib).upload([str(small), str(big)], lang, "", ALL_SOURCES, "")[0])
+        assert added in report and refused in report, report
+    assert any(a.title == "Il torneo di Borgo Inventato" for a in lib.articles())
