@@ -445,9 +445,14 @@ def badge_html(config: Any, lang: str) -> str:
         cls = "llm"
     else:
         short, full, cls = t(lang, "badge_offline_short"), t(lang, "badge_offline"), "offline"
-    how = "" if cls == "llm" else (f' <a class="badge-help" href="#help-model">{esc(t(lang, "badge_how"))}</a>')
+    if cls == "llm":
+        return (f'<div class="cronaca-badge {cls}" id="mode-badge" title="{esc(full)}">'
+                f'<span class="badge-long">{esc(full)}</span><span class="badge-short">{esc(short)}</span></div>')
+    # no model: a link to the help on connecting one (on a phone the short words are the link)
     return (f'<div class="cronaca-badge {cls}" id="mode-badge" title="{esc(full)}">'
-            f'<span class="badge-long">{esc(full)}</span><span class="badge-short">{esc(short)}</span>{how}</div>')
+            f'<span class="badge-long">{esc(full)} <a class="badge-help" href="#help-model">'
+            f'{esc(t(lang, "badge_how"))}</a></span>'
+            f'<a class="badge-short badge-help" href="#help-model">{esc(short)}</a></div>')
 
 
 def status_html(stats: dict[str, Any], lang: str, progress: tuple[int, int] | None = None, note: str = "") -> str:
@@ -764,7 +769,8 @@ CSS = """
 .cronaca-badge.offline {background:#fff4d6; color:#5c4400; border:1px solid #e0c36c;}
 .cronaca-badge.llm {background:#e3f4e6; color:#194d24; border:1px solid #8cc79a;}
 .cronaca-badge .badge-short {display:none;}
-.cronaca-badge a.badge-help {color:inherit; text-decoration:underline; margin-left:6px;}
+.cronaca-badge a.badge-help {color:inherit; text-decoration:underline; margin-left:4px;}
+.cronaca-badge a.badge-short {margin-left:0;}
 #status .progress-text, #status .eta-bar, #status .progress-level, #badge .progress-text, #badge .eta-bar
   {display:none !important;}
 #lang-switch label.selected {background:#1f5fbf !important; color:#fff !important; font-weight:700;}
@@ -827,10 +833,13 @@ input::placeholder, textarea::placeholder {color:#a0a6ad !important; font-style:
   #question-row > * {flex:1 1 100% !important; min-width:100% !important;}
   #lang-switch label {border:1px solid #8b96a3 !important; border-radius:6px;}
   /* the tables become card lists: whole titles, then date, outlet and passages on their own line */
-  #articles-table th:not(:first-child), #articles-table td:not(:first-child),
-  #feeds-table th:not(:first-child), #feeds-table td:not(:first-child) {display:none !important;}
-  #articles-table th:first-child, #articles-table td:first-child,
-  #feeds-table th:first-child, #feeds-table td:first-child {width:100% !important; max-width:none !important;}
+  #articles-table th:not(.first-column), #articles-table [role=gridcell]:not(.first-column),
+  #feeds-table th:not(.first-column), #feeds-table [role=gridcell]:not(.first-column),
+  #articles-table td:not(:first-of-type), #feeds-table td:not(:first-of-type) {display:none !important;}
+  #articles-table th.first-column, #articles-table [role=gridcell].first-column,
+  #feeds-table th.first-column, #feeds-table [role=gridcell].first-column, #articles-table td:first-of-type,
+  #feeds-table td:first-of-type {width:100% !important; min-width:0 !important; max-width:none !important;
+    flex:1 1 100% !important;}
   #articles-table span.t {white-space:normal; overflow:visible; font-weight:600;}
   #articles-table .card-meta, #feeds-table .card-meta {display:block; font-size:0.85em; color:#57606a;
     white-space:normal; overflow-wrap:anywhere;}
