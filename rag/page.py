@@ -576,13 +576,13 @@ def card_html(c: Citation, turn: int | str, lang: str = "it") -> str:
     phone still says where it comes from); the link and the chunk with the quoted passage
     highlighted inside."""
     date = format_date(c.date, lang) if c.date else t(lang, "unknown_date")
-    outlet = f'<span class="source-outlet">{esc(c.source)}</span> · ' if c.source else ""
+    outlet = f' <span class="source-outlet">{esc(c.source)}</span> ·' if c.source else ""
     meta = outlet_html(c.source, c.url, lang)
     return (
         f'<details class="source-card" id="{anchor(turn, c.n)}" open>'
         f'<summary class="source-head"><span class="source-n">[{c.n}]</span> '
         f'<span class="source-title">{esc(c.title)}</span> '
-        f'<span class="source-date">{outlet}{esc(date)}</span></summary>'
+        f'{outlet}<span class="source-date">{esc(date)}</span></summary>'
         + (f'<div class="source-meta">{meta}</div>' if _safe_url(c.url) else "") +
         f'<div class="source-text">{highlight(c.chunk_text, c.quote, lang)}</div>'
         f"</details>"
@@ -771,11 +771,11 @@ CSS = """
 .cronaca-badge .badge-short {display:none;}
 .cronaca-badge a.badge-help {color:inherit; text-decoration:underline; margin-left:4px;}
 .cronaca-badge a.badge-short {margin-left:0;}
-#status .progress-text, #status .eta-bar, #status .progress-level, #badge .progress-text, #badge .eta-bar
-  {display:none !important;}
+#status .progress-text, #status .meta-text, #status .meta-text-center, #status .eta-bar, #status .progress-level,
+#badge .progress-text, #badge .meta-text, #badge .meta-text-center, #badge .eta-bar {display:none !important;}
 #lang-switch label.selected {background:#1f5fbf !important; color:#fff !important; font-weight:700;}
 #articles-table .card-meta, #feeds-table .card-meta {display:none;}
-.source-outlet {font-weight:600; color:#3a4450;}
+.source-outlet {font-weight:600; color:#3a4450; font-size:0.85em; margin-left:4px;}
 #lang-switch {flex-grow:0 !important; overflow:visible !important;}
 #lang-switch .wrap {flex-wrap:nowrap; gap:4px;}
 #lang-switch label {padding:2px 10px !important; font-size:0.85em;}
