@@ -26,7 +26,7 @@ import numpy as np
 from rag.chunking import count_tokens
 from rag.citations import citation_for, validate
 from rag.config import Config
-from rag.dates import spoken_range
+from rag.dates import spoken, spoken_range
 from rag.embeddings import Embedder
 from rag.index import Index
 from rag.llm import LLM, LLMError
@@ -302,7 +302,7 @@ def _sources_block(config: Config, lang: str, numbered: list[tuple[int, StoredAr
     per = max(120, budget // max(1, len(numbered)) - 40)
     return "\n\n".join(
         render(config.prompts_dir, "source", lang, n=n, title=html.escape(a.title, quote=True),
-               date=a.date or "?", source=html.escape(a.source or "?", quote=True),
+               date=spoken(a.date, lang) or "?", source=html.escape(a.source or "?", quote=True),
                text=fence(_fit(a.text, per)))
         for n, a in numbered
     )
@@ -337,7 +337,8 @@ def _llm_summary(config: Config, stories: list[Story], query: str | None, lang: 
     def map_messages(story: Story) -> list[dict]:
         numbered = [(numbers[a.id], a) for a in story.articles]
         return _messages(config, "summary", lang, sources=_sources_block(config, lang, numbered, budget),
-                         focus=focus, title=story.title, dates=story.date_range or "?")
+                         focus=focus, title=story.title,
+                         dates=spoken_range(story.first_date, story.last_date, lang) or "?")
 
     raw: list[str] = []
     if len(stories) == 1:
@@ -349,7 +350,8 @@ def _llm_summary(config: Config, stories: list[Story], query: str | None, lang: 
         for story in stories:
             partial = llm.complete(map_messages(story)).strip()
             partials.append(f"<notizia titolo=\"{html.escape(story.title, quote=True)}\" "
-                            f"data=\"{story.date_range or '?'}\">\n{fence(partial)}\n</notizia>")
+                            f"data=\"{spoken_range(story.first_date, story.last_date, lang) or '?'}\">\n"
+                            f"{fence(partial)}\n</notizia>")
         dfocus = render(d, "summary_focus", lang, query=query) if query else ""
         reduce_budget = _budget(config, render(d, "digest_system", lang),
                                 render(d, "digest_user", lang, summaries="", focus=dfocus, period=period))
