@@ -7,9 +7,9 @@ the parts it uses (configuration, retriever, embedder), not the whole library.
 
 from __future__ import annotations
 
-import re
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from rag import claims, extractive
 from rag.chunking import count_tokens
@@ -50,14 +50,36 @@ def _claim(text: str, date: str, markers: str, lang: str) -> str:
 def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, int], question: str,
                       hits: list[Hit], lang: str, query_vector=None, bounded: bool = False,
                       later: Callable[[str], list[Hit]] | None = None, vectors=None) -> Answer:
+    """The offline answer, whole (see ``extractive_stream``)."""
+    return _drained(extractive_stream(config, embedder, vocabulary, question, hits, lang, query_vector=query_vector,
+                                      bounded=bounded, later=later, vectors=vectors))
+
+
+def _drained(stream: Generator[str, None, Answer]) -> Answer:
+    """What a generator of deltas returns, once it has run to the end."""
+    while True:
+        try:
+            next(stream)
+        except StopIteration as done:
+            return done.value
+
+
+def extractive_stream(config: Config, embedder: Embedder, vocabulary: dict[str, int], question: str,
+                      hits: list[Hit], lang: str, query_vector=None, bounded: bool = False,
+                      later: Callable[[str], list[Hit]] | None = None, vectors=None) -> Generator[str, None, Answer]:
+    """The offline answer as its sentences are chosen: each claim is yielded (with the space
+    before it) as soon as it is final, the answering ones before the "since then" search runs;
+    the deltas joined are the ``Answer``'s text, which is the generator's return value."""
     notice = render(config.prompts_dir, "extractive_notice", lang)
     asked = analyse(question, lang)
     hits = list(hits)  # "since then" sources are appended to a copy
-    result = extractive.answer(asked, hits, embedder, vocabulary, query_vector=query_vector, bounded=bounded,
-                               later=later, vectors=vectors)
-    if result.declined:
+    parts_of = extractive.answer_parts(asked, hits, embedder, vocabulary, query_vector=query_vector,
+                                       bounded=bounded, later=later, vectors=vectors)
+    first = next(parts_of)
+    if first.declined:
         answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
+        yield answer.text
         return answer
     numbers: dict[str, int] = {}
     citations: list[Citation] = []
@@ -72,37 +94,43 @@ def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, 
                 cit.quote = f"{cit.quote} … {text}"
         return numbers[hit.article_id]
 
-    parts = []
+    parts: list[str] = []
     conflicts: list[Conflict] = []
-    pool = extractive.candidates(hits, lang)  # every sentence retrieved: where other versions hide
     told: set[str] = set()  # articles whose version is told in a disagreement sentence already
-    for i, pick in enumerate(result.picks):
-        if pick.role == "answer" and hits[pick.candidate.hit_index].article_id in told:
-            continue  # another answer from a rival article: its version is in the disagreement sentence
-        rivals = _rivals(pick.candidate, hits, pool, question)
-        # an article that agrees in one sentence (its headline) but states other figures in
-        # another is a rival version, not a second source for this one
-        also = [c for c in pick.also if hits[c.hit_index].article_id not in rivals]
-        marks = []
-        for cand in [pick.candidate, *also]:
-            mark = f"[{cite(hits[cand.hit_index], cand.text)}]"
-            if mark not in marks:
-                marks.append(mark)
-        role = "then" if pick.role == "since" and any(p.role == "since" for p in result.picks[:i]) else pick.role
-        prefix = _ROLE_PREFIX["en" if lang == "en" else "it"].get(role, "")
-        parts.append(prefix + _claim(pick.candidate.text, hits[pick.candidate.hit_index].date, "".join(marks), lang))
-        if rivals:
-            lead = hits[pick.candidate.hit_index]
-            anchor = claims.Said(pick.candidate.text, lead.article_id, lead.source, lead.date,
-                                 sorted({cite(hits[c.hit_index], c.text) for c in [pick.candidate, *also]}))
-            by_article = {h.article_id: h for h in hits}
-            for said in rivals.values():
-                said.citations = [cite(by_article[said.article_id], said.text)]
-            disputed = claims.conflict(anchor, list(rivals.values()), question)
-            assert disputed is not None  # _rivals checked it
-            conflicts.append(disputed)
-            told |= set(rivals) | {hits[c.hit_index].article_id for c in [pick.candidate, *also]}
-            parts.append(claims.sentence(disputed, lang))
+    since_told = False
+    for part in itertools.chain([first], parts_of):  # the next part is searched for only when asked
+        pool = extractive.candidates(hits, lang)  # every sentence retrieved so far: where other versions hide
+        for pick in part.picks:
+            if pick.role == "answer" and hits[pick.candidate.hit_index].article_id in told:
+                continue  # another answer from a rival article: its version is in the disagreement sentence
+            rivals = _rivals(pick.candidate, hits, pool, question)
+            # an article that agrees in one sentence (its headline) but states other figures in
+            # another is a rival version, not a second source for this one
+            also = [c for c in pick.also if hits[c.hit_index].article_id not in rivals]
+            marks = []
+            for cand in [pick.candidate, *also]:
+                mark = f"[{cite(hits[cand.hit_index], cand.text)}]"
+                if mark not in marks:
+                    marks.append(mark)
+            role = "then" if pick.role == "since" and since_told else pick.role
+            since_told = since_told or pick.role == "since"
+            prefix = _ROLE_PREFIX["en" if lang == "en" else "it"].get(role, "")
+            said = [prefix + _claim(pick.candidate.text, hits[pick.candidate.hit_index].date, "".join(marks), lang)]
+            if rivals:
+                lead = hits[pick.candidate.hit_index]
+                anchor = claims.Said(pick.candidate.text, lead.article_id, lead.source, lead.date,
+                                     sorted({cite(hits[c.hit_index], c.text) for c in [pick.candidate, *also]}))
+                by_article = {h.article_id: h for h in hits}
+                for version in rivals.values():
+                    version.citations = [cite(by_article[version.article_id], version.text)]
+                disputed = claims.conflict(anchor, list(rivals.values()), question)
+                assert disputed is not None  # _rivals checked it
+                conflicts.append(disputed)
+                told |= set(rivals) | {hits[c.hit_index].article_id for c in [pick.candidate, *also]}
+                said.append(claims.sentence(disputed, lang))
+            for claim in said:
+                yield (" " if parts else "") + claim
+                parts.append(claim)
     return Answer(question=question, text=" ".join(parts), mode="extractive", model="extractive",
                   citations=citations, hits=hits, lang=lang, notice=notice, conflicts=conflicts)
 
@@ -164,10 +192,13 @@ def stream_answer(
     retrieval = retriever.search(question, k=k, filters=filters, mode=retrieval_mode)
     hits, lang = retrieval.hits, detect_lang(question)
 
-    def extract() -> Answer:  # the offline answer, first choice or fallback
-        return extractive_answer(config, embedder, retriever.vocabulary, question, hits, lang,
+    def offline() -> Generator[str, None, Answer]:  # the offline answer, first choice (streamed) or fallback (whole)
+        return extractive_stream(config, embedder, retriever.vocabulary, question, hits, lang,
                                  query_vector=retrieval.vector, bounded=bool(filters and filters.until),
                                  later=_later(retriever, question, filters, retrieval.vector), vectors=vectors)
+
+    def extract() -> Answer:
+        return _drained(offline())
 
     t_retrieved = time.perf_counter()
     answer: Answer | None = None
@@ -211,9 +242,8 @@ def stream_answer(
             answer.notice = f"{exc}. {answer.notice}"
             yield "\n\n" if raw else ""
             yield answer.text
-    else:
-        answer = extract()
-        yield from re.split(r"(?<=\]\. )|(?<=\] )", answer.text)  # streams claim by claim
+    else:  # claim by claim, each as soon as it is chosen
+        answer = yield from offline()
     t_done = time.perf_counter()
     answer.timings_ms = {
         **{f"retrieve_{k}": v for k, v in retrieval.timings_ms.items()},

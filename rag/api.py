@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import validation
+from rag.dates import spoken
 from rag.index import IndexBusy
 from rag.library import Library
 from rag.llm import LLMError
@@ -373,7 +374,8 @@ def sources_text(answer: Answer) -> str:
     """The sources an answer cites, one line each, for clients that only show text."""
     lines = [_SOURCES_HEADINGS.get(answer.lang, "Fonti:")]
     for c in answer.citations:
-        lines.append(" — ".join([f"[{c.n}] {c.title}", *(v for v in (c.date, c.source, c.url) if v)]))
+        date = spoken(c.date, answer.lang) if c.date else ""
+        lines.append(" — ".join([f"[{c.n}] {c.title}", *(v for v in (date, c.source, c.url) if v)]))
     return "\n".join(lines)
 
 

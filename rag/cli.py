@@ -22,17 +22,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rag.config import Config
+from rag.dates import spoken, spoken_range
 from rag.validation import RequestError
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _library(args, warm: bool = False):
+def _library(args, warm: bool = False, reading: bool = False):
     """``warm``: the command will embed, so the model loads in a thread while the store's
-    libraries import (a cold ``cronaca ask`` waits for the longer of the two, not their sum)."""
+    libraries import (a cold ``cronaca ask`` waits for the longer of the two, not their sum).
+    ``reading``: the command only reads, so a home that does not exist is an error that says
+    where it was looked for: asking from the wrong folder must not leave an empty ``./.cronaca``
+    behind and answer from nothing."""
     try:
         config = Config.load(args.config)
+        if reading and not config.chroma_host and not config.home.exists():
+            _error(f"no archive at {config.home.resolve()} (the home: CRONACA_HOME, default ./.cronaca in the "
+                   "current folder); run the command where the archive is, set CRONACA_HOME, or add articles "
+                   "with `cronaca ingest FILES` (or `cronaca ingest --sample`)")
+            sys.exit(2)
         embedder = None
         if warm:
             from rag.embeddings import make_embedder
@@ -99,7 +108,7 @@ def print_sources(citations, lang: str, console: Console = out) -> None:
     console.print("\n[bold]Fonti[/bold]" if lang == "it" else "\n[bold]Sources[/bold]")
     for c in citations:
         where = c.url or c.path
-        console.print(f"[bold][{c.n}][/bold] {escape(c.title)} — {escape(c.date or '?')}"
+        console.print(f"[bold][{c.n}][/bold] {escape(c.title)} — {escape(spoken(c.date, lang) or '?')}"
                       f"{' — ' + escape(c.source) if c.source else ''} — [dim]{escape(where)}[/dim]")
         console.print(f"    «{escape(c.quote)}»")
 
@@ -122,7 +131,8 @@ def print_summary(summary, console: Console = out) -> None:
         console.print("\n[bold]Storie[/bold]" if summary.lang == "it" else "\n[bold]Stories[/bold]")
         for i, story in enumerate(summary.stories, 1):
             cited = [f"[{by_article[a].n}]" for a in story.article_ids if a in by_article]
-            console.print(f"{i}. {escape(story.title)} — {escape(story.date_range or '?')} — "
+            when = spoken_range(story.first_date, story.last_date, summary.lang) or "?"
+            console.print(f"{i}. {escape(story.title)} — {escape(when)} — "
                           f"{len(story.article_ids)} art. {escape(' '.join(cited))}")
     print_sources(summary.citations, summary.lang, console)
 
@@ -166,8 +176,17 @@ def emit(make_stream: Callable[[], Any], as_json: bool, printer, what: str) -> i
     return 0
 
 
+def _say_if_empty(lib) -> None:
+    """An empty archive answers nothing: say which home was read, so a reader in the wrong
+    folder (or with another CRONACA_HOME) knows why, instead of trusting "the sources do not say"."""
+    if lib.is_empty():
+        err.print(f"[yellow]note:[/yellow] the archive at {escape(str(lib.config.home.resolve()))} is empty "
+                  "(CRONACA_HOME); add articles with `cronaca ingest FILES` or `cronaca ingest --sample`")
+
+
 def cmd_ask(args) -> int:
-    lib = _library(args, warm=True)
+    lib = _library(args, warm=True, reading=True)
+    _say_if_empty(lib)
     return emit(lambda: lib.stream(args.question, k=args.k, since=args.since or "", until=args.until or "",
                                    source=args.source or "", as_of=args.as_of or "",
                                    answerer=args.answerer, fallback=args.fallback),
@@ -177,7 +196,8 @@ def cmd_ask(args) -> int:
 def _summary(args, **selection) -> int:
     from rag.summaries import SummaryError
 
-    lib = _library(args)
+    lib = _library(args, reading=True)
+    _say_if_empty(lib)
     try:
         return emit(lambda: lib.stream_summary(since=args.since or "", until=args.until or "",
                                                source=args.source or "", lang=args.lang,
@@ -200,7 +220,7 @@ def cmd_digest(args) -> int:
 
 
 def cmd_list(args) -> int:
-    lib = _library(args)
+    lib = _library(args, reading=True)
     try:
         rows = lib.articles(since=args.since or "", until=args.until or "", source=args.source or "")
     except RequestError as exc:
@@ -209,19 +229,48 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False))
         return 0
-    table = Table("id", "date", "source", "title", "chunks")
+    # ids and dates whole (ids are what `show`, `summarise` and `delete` take); in a narrow
+    # terminal the title goes on a line of its own rather than shrink to nothing, and only
+    # what does not fit on that line is cut, unless --wide asks for every line whole
+    wid = max([len(r.id) for r in rows] + [2])
+    src = min(max([len(r.source) for r in rows] + [6]), 10_000 if args.wide else 18)
+    room = 10_000 if args.wide else out.width - wid - src - 10 - 6 - 8
+    below = room < 30
+    if below and not args.wide:
+        room, src = out.width - 4, max(6, min(src, out.width - wid - 22))
+
+    def cut(text: str, width: int) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    out.print(f"[bold]{'id':<{wid}}  {'date':<10}  {'chunks':>6}  {'source':<{src}}{'' if below else '  title'}"
+              "[/bold]")
     for r in rows:
-        table.add_row(escape(r.id), r.date, escape(r.source), escape(r.title[:70]), str(r.chunks))
-    out.print(table)
-    out.print(f"{len(rows)} articles")
+        head = f"{escape(r.id):<{wid}}  {r.date:<10}  {r.chunks:>6}  {escape(cut(r.source, src)):<{src}}"
+        title = escape(cut(r.title, room))
+        out.print(f"{head}\n    {title}" if below else f"{head}  {title}", crop=False, overflow="ignore")
+    out.print(f"{len(rows)} articles in {escape(str(lib.config.home.resolve()))}")
     return 0
 
 
+def _resolve_id(lib, given: str) -> str | None:
+    """An article id, or the one stored id it begins (``cronaca list`` ids are long); an
+    ambiguous beginning is a usage error naming how many it matches."""
+    if lib.article(given) is not None:
+        return given
+    matches = [a.id for a in lib.articles() if a.id.startswith(given)] if given else []
+    if len(matches) > 1:
+        shown = ", ".join(matches[:3]) + (", …" if len(matches) > 3 else "")
+        raise RequestError("id", f"id prefix '{given}' matches {len(matches)} articles ({shown}): give more of it",
+                           code="ambiguous")
+    return matches[0] if matches else None
+
+
 def cmd_show(args) -> int:
-    lib = _library(args)
-    art = lib.article(args.id)
+    lib = _library(args, reading=True)
+    article_id = _resolve_id(lib, args.id)
+    art = lib.article(article_id) if article_id else None
     if art is None:
-        _error(f"no article with id {args.id}")
+        _error(f"no article with id {args.id} in {lib.config.home.resolve()}")
         return 1
     if args.json:
         print(json.dumps(art.to_dict(with_text=True), ensure_ascii=False))
@@ -246,7 +295,7 @@ def cmd_delete(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    stats = _library(args).stats()
+    stats = _library(args, reading=True).stats()
     if args.json:
         print(json.dumps(stats, ensure_ascii=False))
     else:
@@ -388,10 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("list", help="list stored articles")
     _period_options(s)
+    s.add_argument("--wide", action="store_true", help="whole titles and sources, wrapped (ids are always whole)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_list)
     s = sub.add_parser("show", help="show one article")
-    s.add_argument("id")
+    s.add_argument("id", help="an article id, or the beginning of one that no other id shares")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
     s = sub.add_parser("delete", help="delete articles by id")

@@ -8,7 +8,14 @@ one, deterministic rules carry the entity of the previous turns into the follow-
   "did Kvaratskhelia score?";
 * an elliptical follow-up with a name replaces the previous question's name of the same kind
   (Italian clubs and places take an article, people do not): "Chi allena la Roma?" + "e il
-  Milan?" → "Chi allena il Milan?"; when nothing matches, it is added to the previous question;
+  Milan?" → "Chi allena il Milan?";
+* when no name of its kind is there, and the previous question asked "which ...?" ("Quali club
+  vogliono Ancelotti?", "Which clubs want Ancelotti?"), the name takes the place of what was
+  asked, and the question becomes a yes/no one about it: "e la Juventus?" → "La Juventus vuole
+  Ancelotti?", "and Milan?" → "Does Milan want Ancelotti?" (the verb agrees with its new, single
+  subject); in English, where names carry no article, a lone name of the previous question is
+  replaced otherwise ("Who coaches Napoli?" + "and Milan?" → "Who coaches Milan?"); when nothing
+  matches, it is added to the previous question;
 * a follow-up that names nothing gets the previous question's topic: "chi ha segnato?" after
   "Com'è finita la finale di Champions?" → "Chi ha segnato? (la finale di Champions)".
 
@@ -227,11 +234,78 @@ def _elliptical(previous: str, message: str) -> str:
             if english:  # "the Inter manager" → "the Juventus manager": keep the article
                 return previous[:s] + _bare(fragment) + previous[e:]
             return previous[:_article_start(previous, s)] + fragment + previous[e:]
+        filled = _fill_asked(previous, fragment, english) if same_language else None
+        if filled:
+            return filled
+        if english and same_language and len(spans) == 1:  # "Who coaches Napoli?" → "Who coaches Milan?"
+            s, e, _art = spans[0]
+            return previous[:s] + _bare(fragment) + previous[e:]
+        topic = _topic(previous)
+        if not spans and same_language and not english and article and re.match(r"(?:il|lo|la|i|gli|le)\s|l'",
+                                                                               topic, re.I):
+            # "Chi ha vinto lo scudetto?" + "e la Coppa Italia?": what was asked about, replaced
+            return previous[: previous.rfind(topic)] + fragment + previous[previous.rfind(topic) + len(topic):]
         return f"{previous} {_bare(fragment)}"
     if analyse(fragment).kind in ("what", "yesno"):  # a noun phrase ("la partita dopo"): add it
         return f"{previous} {fragment}"
     topic = _topic(previous)  # a question of its own ("dopo che ruolo ha"): give it the topic
     return f"{_capitalise(fragment)}? ({topic})"
+
+
+# "Quali club vogliono ...?": what was asked, then its verb
+_ASKED_IT = re.compile(r"^\s*(quali|quale)\s+(\w+)\s+(\w+)\b(.*)$", re.I)
+_ASKED_EN = re.compile(r"^\s*(which|what)\s+(\w+)\s+(\w+)\b(.*)$", re.I)
+# Italian third persons, plural → singular, where the endings below would get them wrong
+_SINGULAR_IT = {
+    "vogliono": "vuole", "possono": "può", "devono": "deve", "sono": "è", "hanno": "ha", "vanno": "va",
+    "fanno": "fa", "stanno": "sta", "danno": "dà", "sanno": "sa", "escono": "esce", "tengono": "tiene",
+    "vengono": "viene", "rimangono": "rimane", "dicono": "dice", "seguono": "segue",
+}
+_SINGULAR_ENDINGS_IT = (("rebbero", "rebbe"), ("ranno", "rà"), ("iscono", "isce"), ("vano", "va"),
+                        ("ero", "e"), ("ano", "a"), ("ono", "e"))
+# English auxiliaries that open a yes/no question, with the form a single subject takes
+_AUX_EN = {"are": "is", "were": "was", "have": "has", "is": "is", "was": "was", "has": "has", "will": "will",
+           "can": "can", "could": "could", "would": "would", "should": "should", "might": "might"}
+
+
+def _singular_it(verb: str) -> str:
+    """An Italian third-person plural verb in the singular ("vogliono" → "vuole", "cercano" →
+    "cerca"); a verb that is not plural is returned as it is."""
+    low = verb.lower()
+    if low in _SINGULAR_IT:
+        return _SINGULAR_IT[low]
+    for plural, single in _SINGULAR_ENDINGS_IT:
+        if low.endswith(plural) and len(low) > len(plural) + 1:
+            return low[: -len(plural)] + single
+    return verb
+
+
+def _fill_asked(previous: str, fragment: str, english: bool) -> str | None:
+    """The follow-up's name in the place of what "which ...?" asked: "Quali club vogliono
+    Ancelotti?" + "la Juventus" → "La Juventus vuole Ancelotti?"; "Which clubs want Ancelotti?" +
+    "Milan" → "Does Milan want Ancelotti?". None when the question does not ask "which ...?" of
+    its subject ("Which team did Kvaratskhelia join?" asks for an object: a name goes elsewhere)."""
+    m = (_ASKED_EN if english else _ASKED_IT).match(previous)
+    if not m:
+        return None
+    which, noun, verb, rest = m.groups()
+    rest = rest.rstrip(" ?!.")
+    if noun.lower() in _QUESTION_WORDS or noun.lower() in _DROP:
+        return None
+    if not english:
+        if verb.lower() in _DROP or verb.lower() in _QUESTION_WORDS:
+            return None
+        verb = _singular_it(verb) if which.lower() == "quali" else verb
+        return f"{_capitalise(fragment)} {verb}{rest}?"
+    low, name = verb.lower(), _bare(fragment)
+    if low in ("do", "does", "did") or low in _DROP:
+        return None  # "which team did X join": X is the subject
+    if low in _AUX_EN:
+        return f"{_capitalise(_AUX_EN[low])} {name}{rest}?"
+    if low.endswith("ed"):  # a past: "Milan wanted Ancelotti?"
+        return f"{name} {verb}{rest}?"
+    base = verb[:-1] if low.endswith("s") and not low.endswith("ss") and not noun.lower().endswith("s") else verb
+    return f"Does {name} {base}{rest}?"
 
 
 def _same_kind(previous: str, spans: list[tuple[int, int, bool]], with_article: bool,

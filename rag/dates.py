@@ -104,3 +104,43 @@ def spoken(date: str, lang: str = "it") -> str:
     except (ValueError, IndexError):
         return date
     return parts[0]
+
+
+def _elides(date: str) -> bool:
+    """Whether the Italian article drops its vowel before this date: a day read with a vowel
+    first ("l'8 marzo", "l'11 giugno"); months and years are read with a consonant first."""
+    parts = date.split("-")
+    return len(parts) >= 3 and parts[2].lstrip("0") in ("8", "11")
+
+
+def preposed(preposition: str, date: str, lang: str = "it") -> str:
+    """A date after a preposition, as it is said: Italian "da"/"a" take the article a day
+    needs, with elision ("dal 5 giugno", "all'11 giugno", "dall'8 marzo"), none before a
+    month ("a giugno 2025"); English ones are left as given ("from 11 June 2025")."""
+    said = spoken(date, lang)
+    if lang == "en" or not said:
+        return f"{preposition} {said}".strip()
+    if len(date.split("-")) == 2:  # "da novembre 2024 a giugno 2025"
+        return f"{preposition} {said}"
+    base = {"da": "dal", "a": "al", "di": "del", "su": "sul", "in": "nel"}.get(preposition, preposition)
+    if _elides(date):
+        return f"{base}l'{said}" if base.endswith("l") else f"{base} {said}"
+    return f"{base} {said}"
+
+
+def spoken_range(first: str, last: str, lang: str = "it") -> str:
+    """A period in words, with what the two ends share said once: "dal 2 all'11 giugno 2025",
+    "2–11 June 2025"; one date when both ends are the same (or one is missing)."""
+    if not first or not last or first == last:
+        return spoken(first or last, lang)
+    a, b = first.split("-"), last.split("-")
+    head = spoken(first, lang)
+    if len(a) == len(b) == 3 and a[0] == b[0]:  # the same year: said once, at the end
+        head = " ".join(head.split()[:-1] if a[1] != b[1] else head.split()[:1])
+    if lang == "en":
+        return f"{head}–{spoken(last, lang)}" if a[:2] == b[:2] else f"{head} – {spoken(last, lang)}"
+    if head.split()[0].isdigit():
+        day = f"dall'{head}" if _elides(first) else f"dal {head}"
+    else:
+        day = f"da {head}"
+    return f"{day} {preposed('a', last, lang)}"

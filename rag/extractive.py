@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
@@ -397,11 +397,29 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
     """``bounded``: the question is limited in time (as of a date): no "since then" line.
     ``later``: a search for the question among articles after a date (see ``_since``).
     ``trace``: filled with every candidate, best first, to see why an answer came out as it did."""
+    parts = list(answer_parts(question, hits, embedder, vocabulary, query_vector, max_sentences, bounded, trace,
+                              later, vectors))
+    if parts[0].declined:
+        return parts[0]
+    return Extract([p for part in parts for p in part.picks])
+
+
+def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
+                 vocabulary: dict[str, int] | None = None, query_vector: np.ndarray | None = None,
+                 max_sentences: int = 3, bounded: bool = False, trace: list | None = None,
+                 later: Callable[[str], list[Hit]] | None = None,
+                 vectors: VectorCache | None = None) -> Iterator[Extract]:
+    """``answer`` as it is decided: first the sentences that answer (or the reason to decline),
+    then, after a second search, what changed since. Each part's picks are final when it is
+    yielded (their order and the other articles that tell them too), so a reader can be shown
+    the answer before the slower "since then" search ends."""
     if not hits:
-        return Extract([], "nothing retrieved")
+        yield Extract([], "nothing retrieved")
+        return
     unknown = unknown_names(question, vocabulary) if vocabulary is not None else []
     if unknown:
-        return Extract([], f"no article mentions {', '.join(unknown)}")
+        yield Extract([], f"no article mentions {', '.join(unknown)}")
+        return
     cands = candidates(hits, question.lang)
     score(question, cands, hits, embedder, query_vector, vectors)
     usable = [c for c in cands if c.features is not None and may_answer(c)]
@@ -410,13 +428,16 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
     if not usable:
         about = [c for c in cands if c.about]
         if not about:
-            return Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]))
-        return Extract([], f"no sentence about it holds what a '{question.kind}' question asks")
+            yield Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]))
+        else:
+            yield Extract([], f"no sentence about it holds what a '{question.kind}' question asks")
+        return
     usable.sort(key=lambda c: -c.score)
     lead = usable[0]
     floor = threshold()
     if lead.prob < floor:
-        return Extract([], f"no sentence is likely enough to answer ({lead.prob:.2f} < {floor:.2f})")
+        yield Extract([], f"no sentence is likely enough to answer ({lead.prob:.2f} < {floor:.2f})")
+        return
     usable = [c for c in usable if c.prob >= floor]
     if question.current:  # the newest source that answers leads, within a margin
         close = [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
@@ -441,20 +462,26 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
                  and not any(_same(c, p.candidate) for p in picks)]
         if older:
             picks.append(Pick(max(older, key=lambda c: (_date(hits, c), c.score)), "earlier"))
+    # an earlier answer reads after the current one (it was chosen after them); "since" comes last
+    _also(picks, picks, cands, hits)
+    yield Extract(picks)
     if not bounded:
-        picks += _since(question, hits, picks, embedder, later, query_vector, vectors)
-    for p in picks:  # the same sentence told by another article: cite both
+        since = _since(question, hits, picks, embedder, later, query_vector, vectors)
+        if since:
+            _also(since, picks + since, cands, hits)
+            yield Extract(since)
+
+
+def _also(picks: list[Pick], chosen: list[Pick], cands: list[Candidate], hits: list[Hit]) -> None:
+    """The same sentence told by another article (one per article, none already chosen): cite both."""
+    for p in picks:
         p.also = [c for c in cands if c.hit_index != p.candidate.hit_index
                   and hits[c.hit_index].article_id != hits[p.candidate.hit_index].article_id and _same(c, p.candidate)
-                  and not any(c is q.candidate for q in picks)]
+                  and not any(c is q.candidate for q in chosen)]
         dedup: dict[str, Candidate] = {}
         for c in p.also:
             dedup.setdefault(hits[c.hit_index].article_id, c)
         p.also = list(dedup.values())
-    # an earlier answer reads after the current one; "since" comes last
-    order = {"answer": 0, "earlier": 1, "since": 2}
-    picks.sort(key=lambda p: order[p.role])
-    return Extract(picks)
 
 
 # a change of state in news: someone leaves, joins, becomes, is appointed or sacked

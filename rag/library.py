@@ -91,9 +91,13 @@ class Library:
             batch.discard()
         return report
 
+    def is_empty(self) -> bool:
+        """No article stored (a count, not a read of the records)."""
+        return self.index.counts()[0] == 0
+
     def needs_sample(self) -> bool:
         """First start: nothing stored yet, and the bundled sample is there to show what we do."""
-        return self.index.counts()[0] == 0 and Path(self.config.sample_dir).is_dir()
+        return self.is_empty() and Path(self.config.sample_dir).is_dir()
 
     def ingest_sample(self, progress: Progress | None = None) -> IngestReport:
         """The bundled sample, one write per file: a write holds this process's index until it

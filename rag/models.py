@@ -198,9 +198,11 @@ class Answer:
             "mode": self.mode,
             "model": self.model,
             "citations": [c.to_dict() for c in self.citations],
+            # each chunk once, with the score of the search that found it first (the "since
+            # then" search appends its own hits, which may repeat the question's)
             "retrieved": [
                 {"chunk_id": h.chunk_id, "article_id": h.article_id, "score": round(h.score, 6)}
-                for h in self.hits
+                for i, h in enumerate(self.hits) if all(o.chunk_id != h.chunk_id for o in self.hits[:i])
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "declined": self.declined,

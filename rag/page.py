@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rag.citations import MARKER
-from rag.dates import spoken
+from rag.dates import spoken, spoken_range
 from rag.models import Answer, Chunk, Citation, StoredArticle
 
 QUOTE_SEP = " … "
@@ -67,20 +67,37 @@ WORDS: dict[str, tuple[str, str]] = {
     "same_article": ("Dallo stesso articolo", "From the same article"),
     "quoted_passage": ("Passaggio citato", "Quoted passage"),
     # badge
-    "badge_offline_short": ("Offline · risposte estrattive", "Offline · extractive answers"),
-    "badge_offline": ("Risposte estrattive offline (nessun modello linguistico configurato: impostare "
-                      "OPENAI_BASE_URL / OPENAI_API_KEY / CRONACA_LLM_MODEL)",
-                      "Offline extractive answers (no language model configured: set "
-                      "OPENAI_BASE_URL / OPENAI_API_KEY / CRONACA_LLM_MODEL)"),
+    "badge_offline_short": ("Frasi degli articoli · nessun modello", "Sentences from the articles · no model"),
+    "badge_offline": ("Risposte composte da frasi degli articoli (nessun modello linguistico)",
+                      "Answers made of sentences from the articles (no language model)"),
+    "badge_how": ("Come collegare un modello", "How to connect a model"),
+    "help_title": ("Collegare un modello linguistico", "Connecting a language model"),
+    "help_model": ("Senza un modello linguistico, cronaca risponde con frasi copiate dagli articoli, ciascuna con "
+                   "la sua fonte e la sua data. Con un modello, le risposte sono scritte per intero e citano "
+                   "comunque le fonti.\n\n"
+                   "Per collegarne uno, chi gestisce il server avvia cronaca indicando un servizio compatibile con "
+                   "OpenAI (anche locale, come Ollama o llama.cpp):\n\n"
+                   "- `OPENAI_BASE_URL`: l'indirizzo del servizio, per esempio `http://localhost:11434/v1`\n"
+                   "- `OPENAI_API_KEY`: la chiave, se il servizio la chiede\n"
+                   "- `CRONACA_LLM_MODEL`: il nome del modello\n\n"
+                   "Poi si riavvia il server: l'etichetta in alto mostra il modello in uso.",
+                   "Without a language model, cronaca answers with sentences copied from the articles, each "
+                   "with its source and date. With a model, answers are written in full and still cite their "
+                   "sources.\n\n"
+                   "To connect one, whoever runs the server starts cronaca with an OpenAI-compatible service "
+                   "(a local one too, such as Ollama or llama.cpp):\n\n"
+                   "- `OPENAI_BASE_URL`: the service's address, for example `http://localhost:11434/v1`\n"
+                   "- `OPENAI_API_KEY`: the key, if the service needs one\n"
+                   "- `CRONACA_LLM_MODEL`: the model's name\n\n"
+                   "Then restart the server: the label at the top shows the model in use."),
     "badge_llm_short": ("Modello: {model}", "Model: {model}"),
     "badge_llm": ("Modello linguistico: {model} @ {host}", "Language model: {model} @ {host}"),
     # archive line
     "archive": ("Archivio", "Archive"),
     "articles_n": ("{n} articoli", "{n} articles"),
     "articles_1": ("1 articolo", "1 article"),
-    "chunks_n": ("{n} frammenti", "{n} chunks"),
-    "chunks_1": ("1 frammento", "1 chunk"),
-    "period": ("dal {a} al {b}", "from {a} to {b}"),
+    "chunks_n": ("{n} passaggi", "{n} passages"),
+    "chunks_1": ("1 passaggio", "1 passage"),
     "empty_archive": ("L'archivio è vuoto: caricare articoli nella scheda Articoli.",
                       "The archive is empty: add articles in the Articles tab."),
     "first_start": ("Primo avvio: importo gli articoli di esempio ({done} di {total} file). Le domande trovano "
@@ -96,9 +113,9 @@ WORDS: dict[str, tuple[str, str]] = {
     "import": ("Importa", "Import"),
     "no_files": ("Nessun file selezionato.", "No file selected."),
     "import_done": ("Importazione: aggiunti {added}, aggiornati {updated}, invariati {unchanged}, saltati {skipped}, "
-                    "non riusciti {failed} ({chunks} frammenti scritti).",
+                    "non riusciti {failed} ({chunks} passaggi scritti).",
                     "Import: added {added}, updated {updated}, unchanged {unchanged}, skipped {skipped}, "
-                    "failed {failed} ({chunks} chunks written)."),
+                    "failed {failed} ({chunks} passages written)."),
     "import_failed": ("Importazione non riuscita: {e}", "Import failed: {e}"),
     "errors": ("Errori", "Errors"),
     "notes": ("Note", "Notes"),
@@ -108,9 +125,9 @@ WORDS: dict[str, tuple[str, str]] = {
     "col_title": ("Titolo", "Title"),
     "col_date": ("Data", "Date"),
     "col_source": ("Fonte", "Source"),
-    "col_chunks": ("Fram.", "Chunks"),
-    "detail_hint": ("Scegliere un articolo nella tabella per vederne testo e frammenti.",
-                    "Choose an article in the table to see its text and chunks."),
+    "col_chunks": ("Passaggi", "Passages"),
+    "detail_hint": ("Scegliere un articolo nell'elenco per vederne testo e passaggi.",
+                    "Choose an article in the list to see its text and passages."),
     "detail_gone": ("L'articolo {id} non è più in archivio.", "Article {id} is no longer stored."),
     "meta_date": ("Data", "Date"),
     "meta_source": ("Fonte", "Source"),
@@ -119,7 +136,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "meta_url": ("Indirizzo", "Address"),
     "meta_file": ("File", "File"),
     "text": ("Testo", "Text"),
-    "chunks_heading": ("Frammenti ({n})", "Chunks ({n})"),
+    "chunks_heading": ("Passaggi ({n})", "Passages ({n})"),
     "chunk_meta": ("#{i} · {tokens} token · caratteri {start}–{end}",
                    "#{i} · {tokens} tokens · characters {start}–{end}"),
     "delete": ("Elimina questo articolo", "Delete this article"),
@@ -429,8 +446,14 @@ def badge_html(config: Any, lang: str) -> str:
         cls = "llm"
     else:
         short, full, cls = t(lang, "badge_offline_short"), t(lang, "badge_offline"), "offline"
+    if cls == "llm":
+        return (f'<div class="cronaca-badge {cls}" id="mode-badge" title="{esc(full)}">'
+                f'<span class="badge-long">{esc(full)}</span><span class="badge-short">{esc(short)}</span></div>')
+    # no model: a link to the help on connecting one (on a phone the short words are the link)
     return (f'<div class="cronaca-badge {cls}" id="mode-badge" title="{esc(full)}">'
-            f'<span class="badge-long">{esc(full)}</span><span class="badge-short">{esc(short)}</span></div>')
+            f'<span class="badge-long">{esc(full)} <a class="badge-help" href="#help-model">'
+            f'{esc(t(lang, "badge_how"))}</a></span>'
+            f'<a class="badge-short badge-help" href="#help-model">{esc(short)}</a></div>')
 
 
 def status_html(stats: dict[str, Any], lang: str, progress: tuple[int, int] | None = None, note: str = "") -> str:
@@ -439,8 +462,8 @@ def status_html(stats: dict[str, Any], lang: str, progress: tuple[int, int] | No
     parts = [t(lang, "articles_1") if n == 1 else t(lang, "articles_n", n=n),
              t(lang, "chunks_1") if chunks == 1 else t(lang, "chunks_n", n=chunks)]
     if stats.get("first_date"):
-        parts.append(t(lang, "period", a=format_date(stats["first_date"], lang),
-                       b=format_date(stats.get("last_date") or stats["first_date"], lang)))
+        parts.append(spoken_range(stats["first_date"], stats.get("last_date") or stats["first_date"],
+                                  "it" if lang == "it" else "en"))
     body = f"<b>{esc(t(lang, 'archive'))}:</b> " + esc(" · ".join(parts))
     extra = []
     if progress:
@@ -454,20 +477,22 @@ def status_html(stats: dict[str, Any], lang: str, progress: tuple[int, int] | No
 
 
 # ---- answers and sources --------------------------------------------------------------------------------
-def link_markers(text: str, numbers: set[int], turn: int | str, disputed: set[int] | frozenset[int] = frozenset()
-                 ) -> str:
-    """Escape ``text`` and turn each [n] whose source exists into a link to its card; the
-    sources of conflicting versions (``disputed``) are marked so the reader sees them."""
+def link_markers(text: str, numbers: set[int] | dict[int, str], turn: int | str,
+                 disputed: set[int] | frozenset[int] = frozenset()) -> str:
+    """Escape ``text`` and turn each [n] whose source exists into a link to its card; given a
+    dict, each link's tooltip names its source (outlet, title, date); the sources of conflicting
+    versions (``disputed``) are marked so the reader sees them."""
+    labels = numbers if isinstance(numbers, dict) else {}
 
     def repl(m: re.Match) -> str:
         parts = re.split(r"\s*[,;]\s*", m.group(1))
         out = []
         for p in parts:
             n = int(p)
-            if n in disputed:
-                out.append(f'<a class="cite disputed" href="#{anchor(turn, n)}">[{n}]</a>')
-            elif n in numbers:
-                out.append(f'<a class="cite" href="#{anchor(turn, n)}">[{n}]</a>')
+            if n in numbers:
+                tip = f' title="{esc(labels[n])}"' if labels.get(n) else ""
+                kind = "cite disputed" if n in disputed else "cite"
+                out.append(f'<a class="{kind}" href="#{anchor(turn, n)}"{tip}>[{n}]</a>')
             else:
                 out.append(f"[{n}]")
         return "".join(out)
@@ -486,9 +511,9 @@ def answer_html(answer: Answer, turn: int, asked: str = "", lang: str = "it") ->
 
     ``asked`` is what the user typed; when the question searched differs (a rewritten follow-up),
     it is shown so the reader knows what was searched."""
-    numbers = {c.n for c in answer.citations}
-    disputed = {n for c in answer.conflicts for n in c.citations} & numbers
-    body = link_markers(answer.text.strip(), numbers, turn, disputed)
+    labels = cite_labels(answer.citations, lang)
+    disputed = {n for c in answer.conflicts for n in c.citations} & set(labels)
+    body = link_markers(answer.text.strip(), labels, turn, disputed)
     searched = (answer.standalone_question or answer.question or "").strip()
     extra = []
     if asked and searched and searched != asked.strip():
@@ -538,20 +563,35 @@ def highlight(chunk: str, quote: str, lang: str = "it") -> str:
     return "".join(out)
 
 
-def card_html(c: Citation, turn: int | str, lang: str = "it") -> str:
-    """One source, collapsible: number, title and date in its head; source, link and the chunk
-    with the quoted passage highlighted inside."""
-    date = format_date(c.date, lang) if c.date else t(lang, "unknown_date")
-    url = _safe_url(c.url)
-    meta = [esc(c.source)] if c.source else []
+def cite_labels(citations: Sequence[Citation], lang: str) -> dict[int, str]:
+    """Each citation's number → "outlet · title · date", the tooltip of its [n] markers."""
+    return {c.n: " · ".join(v for v in (c.source, c.title, format_date(c.date, lang)) if v) for c in citations}
+
+
+def outlet_html(source: str, url: str, lang: str) -> str:
+    """The outlet's name and a link to the original, each only when known: no empty element,
+    no separator left dangling."""
+    url = _safe_url(url)
+    parts = [f'<span class="source-outlet">{esc(source)}</span>'] if source else []
     if url:
-        meta.append(f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(t(lang, "original"))}</a>')
+        parts.append(f'<a class="source-link" href="{esc(url)}" target="_blank" rel="noopener noreferrer">'
+                     f'{esc(t(lang, "original"))} ↗</a>')
+    return " · ".join(parts)
+
+
+def card_html(c: Citation, turn: int | str, lang: str = "it") -> str:
+    """One source, collapsible: number, title, outlet and date in its head (so a folded card on a
+    phone still says where it comes from); the link and the chunk with the quoted passage
+    highlighted inside."""
+    date = format_date(c.date, lang) if c.date else t(lang, "unknown_date")
+    outlet = f' <span class="source-outlet">{esc(c.source)}</span> ·' if c.source else ""
+    meta = outlet_html(c.source, c.url, lang)
     return (
         f'<details class="source-card" id="{anchor(turn, c.n)}" open>'
         f'<summary class="source-head"><span class="source-n">[{c.n}]</span> '
         f'<span class="source-title">{esc(c.title)}</span> '
-        f'<span class="source-date">{esc(date)}</span></summary>'
-        f'<div class="source-meta">{" · ".join(meta)}</div>'
+        f'{outlet}<span class="source-date">{esc(date)}</span></summary>'
+        + (f'<div class="source-meta">{meta}</div>' if _safe_url(c.url) else "") +
         f'<div class="source-text">{highlight(c.chunk_text, c.quote, lang)}</div>'
         f"</details>"
     )
@@ -580,9 +620,9 @@ def sources_html(turns: list[dict], lang: str = "it") -> str:
 
 def summary_html(summary: Any) -> str:
     """A summary: stories as paragraphs, markers linked to the cards of the summary panel."""
-    numbers = {c.n for c in summary.citations}
     paragraphs = []
-    for block in link_markers(summary.text.strip(), numbers, "s").split("\n\n"):
+    labels = cite_labels(summary.citations, getattr(summary, "lang", "it"))
+    for block in link_markers(summary.text.strip(), labels, "s").split("\n\n"):
         head, _, rest = block.partition("\n")
         # a story's first line is its heading when sentences follow it
         paragraphs.append(f"<p><b>{head}</b><br>{rest.replace(chr(10), '<br>')}</p>" if rest else f"<p>{block}</p>")
@@ -607,9 +647,23 @@ def summary_sources_html(summary: Any, lang: str = "it") -> str:
 _CELL_ID = re.compile(r'data-id="([^"]*)"')
 
 
-def title_cell(article: StoredArticle) -> str:
-    """The table's title cell: truncated by CSS, the whole title on hover, the id for the detail view."""
-    return f'<span class="t" title="{esc(article.title)}" data-id="{esc(article.id)}">{esc(article.title)}</span>'
+def title_cell(article: StoredArticle, lang: str = "it") -> str:
+    """The table's title cell: truncated by CSS, the whole title on hover, the id for the detail
+    view; on a phone the other columns are hidden and the cell becomes a card (whole title,
+    then date, outlet and passages on a line of their own)."""
+    meta = [format_date(article.date, lang) if article.date else t(lang, "unknown_date")]
+    if article.source:
+        meta.append(article.source)
+    meta.append(t(lang, "chunks_1") if article.chunks == 1 else t(lang, "chunks_n", n=article.chunks))
+    return (f'<span class="t" title="{esc(article.title)}" data-id="{esc(article.id)}">{esc(article.title)}</span>'
+            f'<span class="card-meta">{esc(" · ".join(meta))}</span>')
+
+
+def date_cell(date: str, lang: str) -> str:
+    """A date in words; the ISO date leads the markup, so sorting the column sorts by time."""
+    if not date:
+        return ""
+    return f'<time datetime="{esc(date)}">{esc(format_date(date, lang))}</time>'
 
 
 def id_from_cell(cell: object) -> str:
@@ -622,16 +676,17 @@ def table_headers(lang: str) -> list[str]:
     return [t(lang, "col_title"), t(lang, "col_date"), t(lang, "col_source"), t(lang, "col_chunks")]
 
 
-def article_rows(articles: Iterable[StoredArticle], query: str = "") -> list[list[Any]]:
-    """Rows of the articles table, those matching every word of ``query`` in title, source or date."""
+def article_rows(articles: Iterable[StoredArticle], query: str = "", lang: str = "it") -> list[list[Any]]:
+    """Rows of the articles table, those matching every word of ``query`` in title, source or
+    date (as written or as said: "giugno" finds June)."""
     from rag.text import fold
 
     words = fold(query or "").split()
     rows = []
     for a in articles:
-        hay = fold(f"{a.title} {a.source} {a.date}")
+        hay = fold(f"{a.title} {a.source} {a.date} {format_date(a.date, lang)}")
         if all(w in hay for w in words):
-            rows.append([title_cell(a), a.date, a.source, a.chunks])
+            rows.append([title_cell(a, lang), date_cell(a.date, lang), a.source, a.chunks])
     return rows
 
 
@@ -675,14 +730,30 @@ def feed_headers(lang: str) -> list[str]:
                                  "feed_col_items", "feed_col_error")]
 
 
+_CELL_NAME = re.compile(r'data-name="([^"]*)"')
+
+
 def feed_rows(feeds: Iterable[Any], lang: str) -> list[list[str]]:
+    """Rows of the feeds table. The name cell carries the name for choosing the row and, for a
+    phone (where the other columns are hidden), the address and the last refresh as a card."""
     rows = []
     for f in feeds:
         status = t(lang, f"feed_status_{f.last_status}") if f"feed_status_{f.last_status}" in WORDS else "—"
-        rows.append([f.name, f.url, format_moment(f.last_run, lang), status if f.last_run else "—",
-                     t(lang, "feed_items", stored=f.stored_items, items=f.items),
-                     located(f.last_error, lang) if f.last_error else ""])
+        status = status if f.last_run else "—"
+        run = format_moment(f.last_run, lang)
+        error = located(f.last_error, lang) if f.last_error else ""
+        card = " · ".join(v for v in (f"{t(lang, 'feed_col_run')}: {run}", status if f.last_run else "",
+                                      error) if v)
+        name = (f'<span class="fname" data-name="{esc(f.name)}">{esc(f.name)}</span>'
+                f'<span class="card-meta">{esc(f.url)}</span><span class="card-meta">{esc(card)}</span>')
+        rows.append([name, f.url, run, status, t(lang, "feed_items", stored=f.stored_items, items=f.items), error])
     return rows
+
+
+def name_from_cell(cell: object) -> str:
+    """The feed name carried by a name cell (a plain name is taken as it is)."""
+    m = _CELL_NAME.search(str(cell or ""))
+    return html.unescape(m.group(1)) if m else str(cell or "")
 
 
 def refresh_report_html(report: Any, lang: str) -> str:
@@ -706,6 +777,13 @@ CSS = """
 .cronaca-badge.offline {background:#fff4d6; color:#5c4400; border:1px solid #e0c36c;}
 .cronaca-badge.llm {background:#e3f4e6; color:#194d24; border:1px solid #8cc79a;}
 .cronaca-badge .badge-short {display:none;}
+.cronaca-badge a.badge-help {color:inherit; text-decoration:underline; margin-left:4px;}
+.cronaca-badge a.badge-short {margin-left:0;}
+#status .progress-text, #status .meta-text, #status .meta-text-center, #status .eta-bar, #status .progress-level,
+#badge .progress-text, #badge .meta-text, #badge .meta-text-center, #badge .eta-bar {display:none !important;}
+#lang-switch label.selected {background:#1f5fbf !important; color:#fff !important; font-weight:700;}
+#articles-table .card-meta, #feeds-table .card-meta {display:none;}
+.source-outlet {font-weight:600; color:#3a4450; font-size:0.85em; margin-left:4px;}
 #lang-switch {flex-grow:0 !important; overflow:visible !important;}
 #lang-switch .wrap {flex-wrap:nowrap; gap:4px;}
 #lang-switch label {padding:2px 10px !important; font-size:0.85em;}
@@ -760,6 +838,21 @@ input::placeholder, textarea::placeholder {color:#a0a6ad !important; font-style:
   .cronaca-badge .badge-long {display:none;}
   .cronaca-badge .badge-short {display:inline;}
   .source-card {padding:6px 8px;}
+  #question-row {flex-wrap:wrap !important;}
+  #question-row > * {flex:1 1 100% !important; min-width:100% !important;}
+  #lang-switch label {border:1px solid #8b96a3 !important; border-radius:6px;}
+  /* the tables become card lists: whole titles, then date, outlet and passages on their own line */
+  #articles-table th:not(.first-column), #articles-table [role=gridcell]:not(.first-column),
+  #feeds-table th:not(.first-column), #feeds-table [role=gridcell]:not(.first-column),
+  #articles-table td:not(:first-of-type), #feeds-table td:not(:first-of-type) {display:none !important;}
+  #articles-table th.first-column, #articles-table [role=gridcell].first-column,
+  #feeds-table th.first-column, #feeds-table [role=gridcell].first-column, #articles-table td:first-of-type,
+  #feeds-table td:first-of-type {width:100% !important; min-width:0 !important; max-width:none !important;
+    flex:1 1 100% !important;}
+  #articles-table span.t {white-space:normal; overflow:visible; font-weight:600;}
+  #articles-table .card-meta, #feeds-table .card-meta {display:block; font-size:0.85em; color:#57606a;
+    white-space:normal; overflow-wrap:anywhere;}
+  #feeds-table .fname {font-weight:600;}
 }
 """
 
@@ -832,6 +925,16 @@ HEAD = """
   setTimeout(ready, 4000);  // never stay hidden, whatever happened
 
   document.addEventListener('click', function (ev) {
+    var help = ev.target.closest && ev.target.closest('a[href="#help-model"]');
+    if (help) {  // the badge's link opens the help on connecting a model (an accordion) and shows it
+      var box = document.getElementById('help-model');
+      if (!box) return;
+      ev.preventDefault();
+      var text = document.getElementById('help-model-text');
+      if (!text || !text.offsetParent) { var toggle = box.querySelector('button'); if (toggle) toggle.click(); }
+      setTimeout(function () { box.scrollIntoView({behavior: 'smooth', block: 'start'}); }, 60);
+      return;
+    }
     var a = ev.target.closest && ev.target.closest('a[href^="#src-"]');
     if (!a) return;
     var card = document.getElementById(a.getAttribute('href').slice(1));

@@ -149,7 +149,7 @@ def mount_page(app: FastAPI, lib: Library, host: str, port: int) -> None:
     auth = auth_from_env()
     gr.mount_gradio_app(app, ui.build_ui(lib), path="/", server_name=host, server_port=port, auth=auth,
                         auth_message="cronaca: accesso riservato" if auth else None,
-                        max_file_size=f"{lib.config.max_file_mb:g}mb", theme=ui.theme(), css=page.CSS,
+                        max_file_size=ui.transport_limit(lib.config), theme=ui.theme(), css=page.CSS,
                         head=page.HEAD, footer_links=["api"], show_error=False)
 
 

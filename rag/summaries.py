@@ -27,7 +27,7 @@ from rag import claims
 from rag.chunking import count_tokens
 from rag.citations import citation_for, validate
 from rag.config import Config
-from rag.dates import spoken
+from rag.dates import spoken, spoken_range
 from rag.embeddings import Embedder
 from rag.index import Index
 from rag.llm import LLM, LLMError
@@ -228,7 +228,7 @@ def short_title(title: str, limit: int = 90) -> str:
 
 def _heading(story: Story, lang: str) -> str:
     n = len(story.article_ids)
-    dates = story.date_range or "?"
+    dates = spoken_range(story.first_date, story.last_date, lang) or "?"
     if n == 1:
         return f"{short_title(story.title)} ({dates})"
     word = "articoli" if lang == "it" else "articles"
@@ -302,6 +302,27 @@ def story_versions(story: Story, picked: list[_Sentence], cite: _Citer, lang: st
     return lines, conflicts
 
 
+_LANGUAGE_NAMES = {"it": {"it": "italiano", "en": "inglese"}, "en": {"it": "Italian", "en": "English"}}
+
+
+def _original_language(stories: list[Story], quoted: dict[str, int], lang: str) -> str:
+    """Without a model the quotes cannot be translated: when some are in another language than
+    the one asked for, the notice says so and names it (" Quotes stay in their original
+    language (Italian)."); nothing when every quote is already in ``lang``."""
+    names = _LANGUAGE_NAMES["en" if lang == "en" else "it"]
+    langs = []
+    for story in stories:
+        for article in story.articles:
+            if article.id in quoted and article.lang in names and article.lang != lang and \
+                    names[article.lang] not in langs:
+                langs.append(names[article.lang])
+    if not langs:
+        return ""
+    if lang == "en":
+        return f" Quotes stay in their original language ({', '.join(langs)})."
+    return f" Le citazioni restano nella lingua originale ({', '.join(langs)})."
+
+
 def extractive_summary(config: Config, embedder: Embedder, stories: list[Story], query: str | None, lang: str,
                        single: bool) -> Summary:
     cite = _Citer()
@@ -317,7 +338,8 @@ def extractive_summary(config: Config, embedder: Embedder, stories: list[Story],
         conflicts += found
         body = " ".join(parts + more)
         blocks.append(body if single else f"{_heading(story, lang)}\n{body}")
-    notice = render(config.prompts_dir, "summary_notice", lang)
+    notice = render(config.prompts_dir, "summary_notice", lang,
+                    original=_original_language(stories, cite.numbers, lang))
     text = "\n\n".join(blocks) if blocks else render(config.prompts_dir, "summary_empty", lang)
     return Summary(text=text, mode="extractive", model="extractive", stories=stories,
                    citations=cite.citations, lang=lang, notice=notice, conflicts=conflicts)
@@ -342,7 +364,7 @@ def _sources_block(config: Config, lang: str, numbered: list[tuple[int, StoredAr
     per = max(120, budget // max(1, len(numbered)) - 40)
     return "\n\n".join(
         render(config.prompts_dir, "source", lang, n=n, title=html.escape(a.title, quote=True),
-               date=spoken(a.date, lang) if a.date else "?", source=html.escape(a.source or "?", quote=True),
+               date=spoken(a.date, lang) or "?", source=html.escape(a.source or "?", quote=True),
                text=fence(_fit(a.text, per)))
         for n, a in numbered
     )
@@ -377,7 +399,8 @@ def _llm_summary(config: Config, stories: list[Story], query: str | None, lang: 
     def map_messages(story: Story) -> list[dict]:
         numbered = [(numbers[a.id], a) for a in story.articles]
         return _messages(config, "summary", lang, sources=_sources_block(config, lang, numbered, budget),
-                         focus=focus, title=story.title, dates=story.date_range or "?")
+                         focus=focus, title=story.title,
+                         dates=spoken_range(story.first_date, story.last_date, lang) or "?")
 
     raw: list[str] = []
     if len(stories) == 1:
@@ -389,7 +412,8 @@ def _llm_summary(config: Config, stories: list[Story], query: str | None, lang: 
         for story in stories:
             partial = llm.complete(map_messages(story)).strip()
             partials.append(f"<notizia titolo=\"{html.escape(story.title, quote=True)}\" "
-                            f"data=\"{story.date_range or '?'}\">\n{fence(partial)}\n</notizia>")
+                            f"data=\"{spoken_range(story.first_date, story.last_date, lang) or '?'}\">\n"
+                            f"{fence(partial)}\n</notizia>")
         dfocus = render(d, "summary_focus", lang, query=query) if query else ""
         reduce_budget = _budget(config, render(d, "digest_system", lang),
                                 render(d, "digest_user", lang, summaries="", focus=dfocus, period=period))

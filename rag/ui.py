@@ -48,7 +48,8 @@ ALL_SOURCES = "__tutte__"
 UPDATE_EVERY = 15.0  # seconds between two looks at the store's generation
 PROGRESS_EVERY = 1.5  # the same while the first-start sample goes in
 STREAM_GAP = 0.12  # seconds: how often a streamed answer may visibly change
-TABLE_TYPES = ["html", "str", "str", "number"]
+TABLE_TYPES = ["html", "html", "str", "number"]
+FEED_TYPES = ["html", "str", "str", "str", "str", "str"]
 # a sentence is over when the next one has begun (so its [n] markers, which follow the stop, stay with it)
 _SENTENCE_END = re.compile(r"[.!?…][\"»”’)]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*\s+(?=[^\s\[])")
 
@@ -127,6 +128,18 @@ class SampleIngest:
                      self.added, len(self.errors))
 
 
+TRANSPORT_FACTOR = 8  # how much larger than CRONACA_MAX_FILE_MB a file may travel before the server refuses it
+
+
+def transport_limit(config: Any) -> str:
+    """Gradio's ``max_file_size``: a transport cap, not the article limit. Gradio checks its limit in
+    the browser for the whole selection and drops every file, with an English message, when one
+    is over; so the page lets files up to a few times the limit travel, and the server refuses
+    each file over ``CRONACA_MAX_FILE_MB`` on its own, in the reader's language (``rag.uploads``),
+    while the others go in. Only a file beyond the cap (80 MB by default) still meets Gradio's check."""
+    return f"{max(config.max_file_mb * TRANSPORT_FACTOR, 1):g}mb"
+
+
 def _error_record(exc: RequestError) -> SimpleNamespace:
     """What the page needs of a RequestError to word it later in any language (a State must copy)."""
     return SimpleNamespace(field=exc.field, code=exc.code, value=exc.value, message=exc.message)
@@ -161,7 +174,7 @@ class App:
         return page.status_html(stats, lang, progress, self.startup_note)
 
     def table(self, lang: str, query: str = "", articles: list | None = None) -> pd.DataFrame:
-        rows = page.article_rows(self.lib.articles() if articles is None else articles, query)
+        rows = page.article_rows(self.lib.articles() if articles is None else articles, query, lang)
         return pd.DataFrame(rows, columns=page.table_headers(lang))
 
     def feeds_table(self, lang: str) -> pd.DataFrame:
@@ -181,7 +194,8 @@ class App:
             gr.update(choices=[(t(lang, "all_sources"), ALL_SOURCES)] + [(s, s) for s in sources],
                       value=source if source in sources else ALL_SOURCES),
             self.table(lang, query, articles),
-            gr.update(choices=[("—", "")] + [(f"{a.date} · {a.title[:80]}", a.id) for a in articles],
+            gr.update(choices=[("—", "")] + [(f"{page.format_date(a.date, lang) or '—'} · {a.title[:80]}", a.id)
+                                                    for a in articles],
                       value=article if article in ids else ""),
             self.feeds_table(lang),
             token,
@@ -362,7 +376,7 @@ class App:
     @staticmethod
     def pick_feed(evt: gr.SelectData) -> str:
         row = getattr(evt, "row_value", None) or []
-        return str(row[0]) if row else ""
+        return page.name_from_cell(row[0]) if row else ""
 
     def refresh_feed(self, name: str, lang: str, query: str, source: str, article: str) -> tuple:
         from rag.feeds import FeedError
@@ -433,7 +447,7 @@ def chat_tab(i18n: gr.I18n, c: dict) -> None:
                 c["chatbot"] = gr.Chatbot(label=i18n("chat_label"), elem_id="chatbot", height="auto",
                                           min_height=160, autoscroll=False, feedback_options=None,
                                           buttons=["copy"], placeholder=i18n("chat_placeholder"))
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=True, elem_id="question-row"):
                     c["msg"] = gr.Textbox(label=i18n("question"), placeholder=i18n("question_ph"), scale=5,
                                           elem_id="question", autofocus=False, min_width=200)
                     c["send"] = gr.Button(i18n("send"), variant="primary", scale=1, elem_id="send", min_width=80)
@@ -448,6 +462,8 @@ def chat_tab(i18n: gr.I18n, c: dict) -> None:
                                           elem_id="source")
         gr.Markdown(i18n("sources_heading"), elem_classes="sources-heading", elem_id="sources-heading")
         c["sources"] = gr.HTML(elem_id="sources-panel")
+        with gr.Accordion(i18n("help_title"), open=False, elem_id="help-model"):
+            gr.Markdown(i18n("help_model"), elem_id="help-model-text")
         c["session"] = gr.State(App.new_session())
 
 
@@ -477,7 +493,7 @@ def articles_tab(i18n: gr.I18n, c: dict) -> None:
                                           elem_id="feed-source", min_width=140)
         c["feed_add"] = gr.Button(i18n("feed_add"), elem_id="feed-add")
         c["feeds"] = gr.Dataframe(value=pd.DataFrame([], columns=page.feed_headers("it")), interactive=False,
-                                  label=i18n("feeds_table"), elem_id="feeds-table", wrap=True,
+                                  label=i18n("feeds_table"), elem_id="feeds-table", wrap=True, datatype=FEED_TYPES,
                                   column_widths=["14%", "28%", "16%", "10%", "10%", "22%"], show_search="none")
         with gr.Row():
             c["feed_refresh"] = gr.Button(i18n("feed_refresh"), elem_id="feed-refresh")
@@ -533,7 +549,7 @@ def wire(app: App, c: dict, demo: gr.Blocks) -> None:
         event(app.clear, [c["lang"]], [c["chatbot"], c["sources"], c["msg"], c["session"]], api_visibility="private")
 
     c["import"].click(app.upload, [c["files"], c["lang"], *view_inputs], [c["report"], c["files"], *views],
-                      api_name="upload")
+                      api_name="upload", show_progress_on=[c["report"]])  # not in the status line
     c["search"].change(app.filter_table, [c["search"], c["lang"]], [c["table"]], trigger_mode="always_last",
                        **quiet)
     c["table"].select(app.show_article, [c["lang"]], [c["detail"], c["selected"], c["delete"]],
@@ -547,7 +563,8 @@ def wire(app: App, c: dict, demo: gr.Blocks) -> None:
                         api_visibility="private")
     c["feeds"].select(App.pick_feed, None, [c["feed_chosen"]], api_visibility="private")
     c["feed_refresh"].click(app.refresh_feed, [c["feed_chosen"], c["lang"], *view_inputs],
-                            [c["feed_report"], *views], api_visibility="private")
+                            [c["feed_report"], *views], api_visibility="private",
+                            show_progress_on=[c["feed_report"]])
     c["feed_remove"].click(app.remove_feed, [c["feed_chosen"], c["lang"]],
                            [c["feed_report"], c["feeds"], c["feed_chosen"]], api_visibility="private")
 

@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from rag import api, server
+from rag.dates import spoken
 from rag.index import IndexBusy
 from rag.llm import LLMError
 from rag.store import StoreError
@@ -181,8 +182,8 @@ def test_a_cited_answer_through_every_door(llm_served):
     oc = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
     done = oc.chat.completions.create(model="cronaca", messages=[{"role": "user", "content": ROMA}])
     content = done.choices[0].message.content
-    lines = [f"[{c['n']}] " + " — ".join(v for v in (c["title"], c["date"], c["source"], c["url"]) if v)
-             for c in cited]
+    lines = [f"[{c['n']}] " + " — ".join(v for v in (c["title"], spoken(c["date"], "it"), c["source"], c["url"]) if v)
+             for c in cited]  # dates in words in the text, ISO in the JSON
     assert content == expected.text + "\n\nFonti:\n" + "\n".join(lines)
     assert done.citations == cited and done.usage.completion_tokens > 0
 

@@ -191,6 +191,6 @@ def test_summary_html_links_markers_bolds_story_headings_and_escapes():
                               citations=[_cit(1)], notice="estrattivo")
     html = page.summary_html(summary)
     assert "<b>Roma &lt;b&gt;x&lt;/b&gt; (2025)</b>" in html
-    assert '<a class="cite" href="#src-s-1">[1]</a>' in html and "[7]" in html and "#src-s-7" not in html
+    assert '<a class="cite" href="#src-s-1" title="' in html and "[7]" in html and "#src-s-7" not in html
     assert "<p>Solo testo.</p>" in html and "estrattivo" in html
     assert 'id="src-s-1"' in page.summary_sources_html(summary)

@@ -416,7 +416,7 @@ def test_the_articles_table_fits_at_1280_px(browser, app_url):
         .filter(th => th.checkVisibility())
         .map(th => { const r = th.getBoundingClientRect(); return [th.innerText.trim(), r.left, r.right]; })""")
     names = [h[0] for h in heads]
-    assert names[:4] == ["Titolo", "Data", "Fonte", "Fram."], names
+    assert names[:4] == ["Titolo", "Data", "Fonte", "Passaggi"], names
     assert all(left >= 0 and right <= DESKTOP["width"] for _, left, right in heads), heads
     scroll = pg.evaluate("""() => [...document.querySelectorAll('#articles-table *')]
         .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'hidden'

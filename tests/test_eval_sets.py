@@ -44,6 +44,7 @@ def test_natural_set_loads_every_field():
     assert by_id["n086"].must_include and by_id["n086"].type == "list"
     assert sum(c.split == "held" for c in cases) == 55  # as eval/sets/README.md says
     assert sum(c.current is not None for c in cases) == 31
+    assert sum(c.split == "held" for c in every) == 71 and len(every) == 200
     assert all(c.unanswerable == (c.type == "unanswerable") for c in cases)
 
 

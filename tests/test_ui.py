@@ -3,6 +3,7 @@ messages, views that follow the store, the first start, the article view, feeds.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -194,8 +195,10 @@ def test_answer_notices_in_the_interface_language():
 
 def test_archive_line_counts_and_period_in_both_languages():
     stats = {"articles": 1, "chunks": 3, "first_date": "2024-09-18", "last_date": "2025-06-20"}
-    assert "1 articolo · 3 frammenti · dal 18 settembre 2024 al 20 giugno 2025" in page.status_html(stats, "it")
-    assert "1 article · 3 chunks · from 18 September 2024 to 20 June 2025" in page.status_html(stats, "en")
+    assert "1 articolo · 3 passaggi · dal 18 settembre 2024 al 20 giugno 2025" in page.status_html(stats, "it")
+    assert "1 article · 3 passages · 18 September 2024 – 20 June 2025" in page.status_html(stats, "en")
+    stats["last_date"] = "2025-06-11"  # elided: "all'11", not "al 11"
+    assert "dal 18 settembre 2024 all'11 giugno 2025" in html.unescape(page.status_html(stats, "it"))
     running = page.status_html(stats, "en", progress=(4, 25))
     assert "First start" in running and "4 of 25" in running
 
@@ -251,7 +254,7 @@ def test_views_follow_another_process_writing_to_the_store(sample_app, make_lib,
     fresh = app.tick(seen, "en", "", ALL_SOURCES, "")
     assert "26 articles" in fresh[0]
     assert ("Eco Inventata", "Eco Inventata") in fresh[1]["choices"]
-    assert fresh[2].iloc[0, 1] == "2025-07-01" and "Circolo Immaginario" in fresh[2].iloc[0, 0]
+    assert "1 July 2025" in fresh[2].iloc[0, 1] and "Circolo Immaginario" in fresh[2].iloc[0, 0]
     assert any("Circolo Immaginario" in label for label, _ in fresh[3]["choices"])
     assert fresh[5] != seen
 
@@ -302,7 +305,7 @@ def test_the_article_view_shows_metadata_text_and_chunks(sample_app):
     evt = SimpleNamespace(row_value=[page.title_cell(article), article.date, article.source, article.chunks])
     html, chosen, button = sample_app.show_article("en", evt)
     assert chosen == article.id and button["visible"] is True
-    assert f"<code>{page.esc(article.id)}</code>" in html and f"Chunks ({article.chunks})" in html
+    assert f"<code>{page.esc(article.id)}</code>" in html and f"Passages ({article.chunks})" in html
     out = sample_app.delete(article.id, "en", "", ALL_SOURCES, "")
     assert f"Deleted article {article.id}" in out[0] and lib.article(article.id) is None
     assert "24 articles" in out[4]

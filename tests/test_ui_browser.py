@@ -175,12 +175,13 @@ def test_an_article_opens_in_a_detail_view_and_can_be_deleted(browser, sample_li
         rows = pg.locator("#articles-table [role=row]").filter(has=pg.locator("[role=gridcell]"))
         texts = rows.all_inner_texts()
         assert texts and all(article.title[:25] in t for t in texts), texts
-        pg.locator("#articles-table").get_by_text(article.date, exact=True).filter(visible=True).first.click()
+        when = words.format_date(article.date, "en")  # dates in words, in the reader's language
+        pg.locator("#articles-table").get_by_text(when, exact=True).filter(visible=True).first.click()
         detail = pg.locator("#article-detail")
         detail.locator(".article-title").wait_for(timeout=20_000)
         assert article.id in detail.inner_text() and article.title in detail.inner_text()
-        assert f"Chunks ({article.chunks})" in detail.inner_text()
-        detail.locator("summary", has_text="Chunks").click()
+        assert f"Passages ({article.chunks})" in detail.inner_text()
+        detail.locator("summary", has_text="Passages").click()
         assert detail.locator(".article-chunks li").count() == article.chunks
         shot(pg, "article-detail.png")
         pg.on("dialog", lambda d: d.accept())
