@@ -54,8 +54,9 @@ KEY_USER = "api"  # the page user name of a request let in by the API key
 
 
 class Throttle:
-    """Failed attempts per client: after ``free`` of them each further failure makes the client
-    wait ``first * 2**(n - free - 1)`` seconds (at most ``cap``). A success forgets the client."""
+    """Failed attempts per client: the ``free``-th failure and each one after it make the client
+    wait ``first * 2**(n - free)`` seconds (at most ``cap``) before it may try again, so a guesser
+    gets ``free`` tries at once and then ever fewer. A success forgets the client."""
 
     def __init__(self, free: int = FREE_FAILURES, first: float = FIRST_WAIT, cap: float = MAX_WAIT,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -73,7 +74,7 @@ class Throttle:
         with self._lock:
             count = self._seen.pop(client, (0, 0.0))[0] + 1
             over = count - self.free
-            until = self.clock() + min(self.cap, self.first * 2 ** (over - 1)) if over > 0 else 0.0
+            until = self.clock() + min(self.cap, self.first * 2 ** over) if over >= 0 else 0.0
             self._seen[client] = (count, until)
             while len(self._seen) > _TRACKED:
                 del self._seen[next(iter(self._seen))]
