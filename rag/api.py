@@ -115,7 +115,8 @@ def as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, RequestError):
-        return ApiError(400, str(exc), "invalid_request_error", exc.field, exc.code)
+        status = 409 if exc.code == "llm_not_configured" else 400  # the request is fine; the server lacks it
+        return ApiError(status, str(exc), "invalid_request_error", exc.field, exc.code)
     if isinstance(exc, SummaryError):
         return ApiError(404, str(exc), "not_found_error", "article_id", "not_found")
     if isinstance(exc, IndexBusy):
@@ -518,10 +519,12 @@ def _article(a: StoredArticle, with_text: bool = False) -> dict[str, Any]:
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "a value cannot be used (`field` names it)"},
-    401: {"model": ErrorBody, "description": "missing or wrong API key"},
+    401: {"model": ErrorBody, "description": "missing or wrong credentials"},
+    429: {"model": ErrorBody, "description": "too many wrong credentials from this address (Retry-After)"},
     503: {"model": ErrorBody, "description": "the store is unreachable, or busy with a write (Retry-After)"},
 }
-_LLM_ERRORS = {**_ERRORS, 502: {"model": ErrorBody, "description": "the language model failed"}}
+_LLM_ERRORS = {**_ERRORS, 502: {"model": ErrorBody, "description": "the language model failed"},
+               409: {"model": ErrorBody, "description": "answerer llm, and no language model is configured"}}
 
 
 def _sse_doc() -> dict[int | str, dict[str, Any]]:

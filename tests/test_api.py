@@ -511,6 +511,77 @@ def test_health_says_when_the_llm_endpoint_is_down(served):
     assert body["llm"]["ok"] is False and "cannot reach" in body["llm"]["error"]
 
 
+# ---- issue 19: the smaller failures ---------------------------------------------------------------
+
+
+def test_a_lone_surrogate_is_a_400_naming_the_field(served):
+    _, srv = served()
+    with client(srv) as c:
+        for path, body, field in [
+            ("/api/v1/ask", {"question": "x \ud800"}, "question"),
+            ("/api/v1/ask", {"question": "Chi allena la Roma?", "source": "\udfff"}, "source"),
+            ("/api/v1/ask", {"question": "e poi?", "history": [["x \ud800", "y"]]}, "history"),
+            ("/api/v1/summarise", {"query": "\ud800 Roma"}, "query"),
+            ("/v1/chat/completions", {"model": "cronaca", "messages": [{"role": "user", "content": "x \ud800"}]},
+             "question"),
+        ]:
+            raw = json.dumps(body)  # ensure_ascii keeps the lone surrogate as \ud800 in the JSON text
+            r = c.post(path, content=raw, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (path, r.text)
+            assert error_of(r)["field"] == field and error_of(r)["code"] == "encoding"
+
+
+def test_llm_answerer_without_an_llm_is_a_409_and_nothing_is_called(served, monkeypatch):
+    _, srv = served()
+    import openai as openai_module
+
+    def no_client(*args, **kwargs):
+        raise AssertionError("an OpenAI client was built")
+
+    monkeypatch.setattr(openai_module, "OpenAI", no_client)
+    with client(srv) as c:
+        asked = c.post("/api/v1/ask", json={"question": "Chi allena la Roma?", "answerer": "llm"})
+        chat = c.post("/v1/chat/completions", json={"model": "cronaca", "answerer": "llm",
+                                                    "messages": [{"role": "user", "content": "Chi allena la Roma?"}]})
+        summary = c.post("/api/v1/summarise", json={"query": "Roma", "answerer": "llm"})
+    for r in (asked, chat, summary):
+        assert r.status_code == 409, r.text
+        assert error_of(r)["code"] == "llm_not_configured" and "OPENAI_BASE_URL" in error_of(r)["message"]
+
+
+@pytest.mark.parametrize("value", ["12/05/2025", "05.12.2025", "2025/05/12", "ieri"])
+def test_request_dates_are_iso_only(served, value):
+    _, srv = served()
+    with client(srv) as c:
+        r = c.post("/api/v1/ask", json={"question": "Chi allena la Roma?", "since": value})
+    assert r.status_code == 400 and error_of(r)["field"] == "since" and "YYYY-MM-DD" in error_of(r)["message"]
+    with pytest.raises(RequestError):
+        from rag import validation
+
+        validation.date_value("until", value)
+
+
+def test_a_503_does_not_show_the_servers_paths(served, monkeypatch, caplog):
+    lib, srv = served()
+    home = str(lib.home)
+
+    def broken(*args, **kwargs):
+        raise StoreError(f"embedded Chroma at {home}/chroma failed during query: disk I/O error "
+                         f"('{home}/chroma/chroma.sqlite3')")
+
+    monkeypatch.setattr(lib, "articles", broken)
+    monkeypatch.setattr(lib, "ping", broken)
+    with client(srv) as c, caplog.at_level(logging.WARNING, logger="cronaca"):
+        listed = c.get("/api/v1/articles")
+        health = c.get("/api/v1/health")
+    assert listed.status_code == 503 and "disk I/O error" in error_of(listed)["message"]
+    assert "chroma.sqlite3" in listed.text
+    for r in (listed, health):
+        assert home not in r.text and "/tmp" not in r.text, r.text
+    assert health.status_code == 503 and health.json()["store"]["ok"] is False
+    assert any(home in rec.getMessage() for rec in caplog.records)  # the operator still sees it whole
+
+
 def test_boundary_errors_map_to_status_codes():
     busy = api.as_api_error(IndexBusy("another ingest is still running"))
     assert (busy.status, busy.headers["Retry-After"]) == (503, str(api.BUSY_RETRY_AFTER))

@@ -665,6 +665,7 @@ def test_cli_feed_add_refresh_ask_update_and_gone(site, tmp_path, monkeypatch, c
 
     monkeypatch.setenv("CRONACA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CRONACA_FETCH_DELAY", "0.02")
+    monkeypatch.setenv("CRONACA_FETCH_ALLOW_PRIVATE", "1")  # the news site is on 127.0.0.1
     for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("rag.library.make_embedder", lambda config: HashEmbedder())

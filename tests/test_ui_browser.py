@@ -183,7 +183,14 @@ def test_an_article_opens_in_a_detail_view_and_can_be_deleted(browser, sample_li
         detail.locator("summary", has_text="Chunks").click()
         assert detail.locator(".article-chunks li").count() == article.chunks
         shot(pg, "article-detail.png")
-        pg.on("dialog", lambda d: d.accept())
+        asked: list[str] = []
+        pg.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))  # the reader says no
+        pg.locator("#delete").click()
+        pg.wait_for_timeout(2000)
+        assert asked and "delete" in asked[0].lower()
+        assert sample_lib.article(article.id) is not None and archive_count(pg) == 25
+        assert "Deleted" not in pg.locator("#upload-report").inner_text()
+        pg.once("dialog", lambda d: (asked.append(d.message), d.accept()))  # and then yes
         pg.locator("#delete").click()
         pg.wait_for_function("() => (document.querySelector('#upload-report')?.innerText || '').includes('Deleted')",
                              timeout=30_000)
