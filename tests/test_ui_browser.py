@@ -224,6 +224,7 @@ def test_uploads_speak_the_readers_language(browser, sample_lib, tmp_path):
 
 # ---- feeds ------------------------------------------------------------------------------------------------
 def test_feeds_are_added_refreshed_and_removed_from_the_page(browser, sample_lib):
+    sample_lib.config = sample_lib.config.with_(fetch_allow_private=True)  # the news site is on 127.0.0.1
     with NewsSite() as site:
         for path, fixture in (("/cronaca/2025/03/12/genova-diga-collaudo", "genova-diga.html"),
                               ("/cronaca/2025/03/14/firenze-tram-linea-3", "firenze-tram.html"),
