@@ -172,3 +172,12 @@ def test_the_deadline_covers_the_status_line_and_headers():
         fetcher.get(server.url, robots=False)
     assert info.value.kind == "timeout"
     assert server.sent < len(_TrickledHead.HEAD) - 5  # cut before the head was complete
+
+
+def test_the_refusal_reads_in_italian_on_the_page(site):
+    from rag import page
+
+    with Fetcher(host_delay=0.01, timeout=3) as fetcher, pytest.raises(FetchError) as info:
+        fetcher.get(site.url("/admin"))
+    line = page.located(str(info.value), "it")
+    assert line.startswith(site.url("/admin") + ": 127.0.0.1 è in una rete privata") and "private" not in line
