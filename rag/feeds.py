@@ -408,14 +408,22 @@ class FeedStore:
         todo += [entry for entry, _ in recent.values()]
         fetched, validators = self._fetch(todo, feed, title, fetcher, progress, workers,
                                           {link: row for link, (_, row) in recent.items()})
-        result.fetched = len(todo)
-        for link, (entry, row) in recent.items():  # 304: the stored article is still the page
-            if fetched.get(link) == NOT_MODIFIED:
+        kept: set[str] = set()  # rechecks that leave the stored article as it is
+        recheck_notes: list[str] = []
+        for link, (entry, row) in recent.items():
+            answer = fetched.get(link)
+            if answer == NOT_MODIFIED or isinstance(answer, FetchError):  # a failed recheck is no failed item
+                kept.add(link)
                 outcomes.append(_Outcome(entry, row["status"], row["article_id"], row["content_hash"], row["error"],
                                          page_etag=row["page_etag"], page_modified=row["page_modified"]))
-        todo = [entry for entry in todo if fetched.get(entry.link) != NOT_MODIFIED]
-        articles = [a for a in fetched.values() if isinstance(a, Article)]
-        errors = [IngestError(e.url, e.reason) for e in fetched.values() if isinstance(e, FetchError)]
+                if isinstance(answer, FetchError):
+                    recheck_notes.append(f"{link}: not rechecked for corrections ({answer.reason}); "
+                                         "the stored version stays")
+        todo = [entry for entry in todo if entry.link not in kept]
+        result.fetched = len(todo)  # pages that came back or failed (not a recheck answered 304)
+        pages = [fetched[entry.link] for entry in todo]
+        articles = [a for a in pages if isinstance(a, Article)]
+        errors = [IngestError(e.url, e.reason) for e in pages if isinstance(e, FetchError)]
         if articles or errors:
             from rag.store import StoreError  # here, so `feed list` does not load the vector store
 
@@ -432,6 +440,7 @@ class FeedStore:
             general = "; ".join(e.reason for e in ingest.errors if e.path not in links) or "not stored"
             outcomes += [_outcome(entry, fetched[entry.link], ingest, general, validators.get(entry.link))
                          for entry in todo]
+        result.notes += recheck_notes
         status = result.status if result.status == "not modified" else "ok"
         last_error = result.errors[0] if result.errors else ""
         self._record(feed, outcomes, etag=etag, modified=modified, title=title, status=status, error=last_error)

@@ -250,6 +250,12 @@ def test_a_corrected_page_is_picked_up_while_its_feed_is_unchanged(make_lib, sit
     assert lib.stats()["chunks"] == chunks  # the old version's chunks were replaced, not added to
     assert "updated 1" in report.summary() and report.to_dict()["updated"] == 1
 
+    site.remove(GENOVA)  # gone (404) after the correction: the stored version stays, no failed item
+    gone = feeds.refresh(lib, fetcher=fetcher)
+    assert (gone.failed, gone.updated) == (0, 0) and "1,6 miliardi" in lib.article(site.url(GENOVA)).text
+    assert any("not rechecked" in note and "404" in note for note in gone.feeds[0].notes)
+    assert {i["status"] for i in feeds.items(feeds.list()[0].name)} == {"stored"}
+
 
 def test_only_recent_items_are_rechecked(make_lib, site, fetcher):
     lib = make_lib(feed_recheck_days=3)
