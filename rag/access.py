@@ -45,7 +45,7 @@ LOGIN = "/login"
 # Gradio renders only the form at "/" until its login check passes; none of these read the store.
 PUBLIC_EXACT = frozenset({HEALTH, "/", "/login", "/login/", "/favicon.ico", "/theme.css",
                           "/manifest.json", "/gradio_api/login_check", "/gradio_api/login_check/"})
-PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/assets/", "/gradio_api/static/")
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/")
 FREE_FAILURES = 5  # wrong attempts a client gets before it has to wait
 FIRST_WAIT = 1.0  # seconds, doubled with each further failure
 MAX_WAIT = 300.0

@@ -17,7 +17,10 @@ import pytest
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from rag import access, server
+from tests import test_app_browser
 from tests.support.api_server import ServerThread
+
+browser = test_app_browser.browser  # Chromium, for the one browser test here
 
 KEY = "chiave-segreta-di-prova"
 USER, PASSWORD = "redazione", "parola-d-ordine"
@@ -197,7 +200,6 @@ def test_policy_from_the_environment():
         access.Policy.from_env({"CRONACA_AUTH": "senza-password"})
 
 
-@pytest.mark.server
 def test_gradio_client_cannot_make_the_server_read_its_own_files(hash_sample, tmp_path, monkeypatch):
     """Issue 19, reproduced as reported: a FileData path the client never uploaded is refused,
     while a real upload through the same endpoint is stored.
@@ -230,3 +232,32 @@ def test_gradio_client_cannot_make_the_server_read_its_own_files(hash_sample, tm
         c.predict([handle_file(str(mine))], "", "__tutte__", "", api_name="/upload")
     titles = [a.title for a in lib.articles()]
     assert "Notizia caricata" in titles and "Credenziali" not in titles
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("config", ["login", "key"])
+def test_the_login_form_works_through_the_gate_in_a_browser(browser, sample_lib, config):
+    """Chromium against the real server: the login form renders with nothing but its public
+    routes, and logging in (with the password, or with the key when only a key is set) opens
+    the whole page."""
+    from tests.test_app_browser import archive_count, wait_loaded
+
+    creds = CONFIGS[config]
+    user, password = (USER, PASSWORD) if config == "login" else ("redazione", KEY)
+    with ServerThread(server.build_app(sample_lib, policy=access.Policy(**creds))) as srv:
+        context = browser.new_context(locale="it-IT")
+        pg = context.new_page()
+        refused: list[str] = []
+        pg.on("response", lambda r: refused.append(r.url) if r.status in (401, 429) else None)
+        pg.goto(srv.url, wait_until="load")
+        pg.locator("input[type=password]").wait_for(timeout=30_000)
+        assert not [u for u in refused if "login_check" not in u], refused
+        pg.locator("input[type=text], input:not([type])").first.fill(user)
+        pg.locator("input[type=password]").fill(password)
+        pg.locator("button", has_text=re.compile("Accedi|Login")).click()
+        wait_loaded(pg)
+        assert archive_count(pg) == len(sample_lib.articles())
+        cookies = {c["name"]: c["value"] for c in context.cookies()}
+        with httpx.Client(base_url=srv.url, cookies=cookies) as c:  # the page's session opens the API
+            assert c.get("/api/v1/stats").status_code == 200
+        context.close()
