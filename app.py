@@ -2,8 +2,8 @@
 
 The same as ``cronaca serve`` (``rag.server``): the page at ``/`` and the HTTP API in one
 process, kept here so that a clone of the repository starts with one obvious command.
-Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT / CRONACA_REFRESH_EVERY (flags win),
-CRONACA_AUTH=user:password for the page, CRONACA_API_KEY for the API.
+Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT / CRONACA_REFRESH_EVERY (flags win);
+CRONACA_AUTH=user:password and/or CRONACA_API_KEY guard every route (``rag.access``).
 """
 
 from __future__ import annotations

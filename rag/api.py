@@ -14,9 +14,9 @@ still gets its status code rather than a 200 with an error event.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -34,11 +34,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag import validation
+from rag import access, validation
 from rag.dates import spoken
 from rag.index import IndexBusy
 from rag.library import Library
@@ -117,14 +116,16 @@ def as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, RequestError):
-        return ApiError(400, str(exc), "invalid_request_error", exc.field, exc.code)
+        status = 409 if exc.code == "llm_not_configured" else 400  # the request is fine; the server lacks it
+        return ApiError(status, str(exc), "invalid_request_error", exc.field, exc.code)
     if isinstance(exc, SummaryError):
         return ApiError(404, str(exc), "not_found_error", "article_id", "not_found")
     if isinstance(exc, IndexBusy):
         return ApiError(503, f"{exc}; try again shortly", "busy", code="index_busy",
                         headers={"Retry-After": str(BUSY_RETRY_AFTER)})
     if isinstance(exc, StoreError):
-        return ApiError(503, str(exc), "store_unavailable", code="store_unavailable")
+        log.warning("store unavailable: %s", exc)
+        return ApiError(503, without_paths(str(exc)), "store_unavailable", code="store_unavailable")
     if isinstance(exc, LLMError):
         return ApiError(502, f"{exc} (send \"fallback\": \"extractive\" to answer without the language model)",
                         "llm_error", code="llm_failed")
@@ -133,6 +134,15 @@ def as_api_error(exc: BaseException) -> ApiError:
                         headers=dict(exc.headers or {}))
     log.error("unexpected error", exc_info=exc)
     return ApiError(500, "internal error (the server log has the details)", "server_error")
+
+
+_PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?[/\\](?:[^\s/\\'\"]+[/\\])+([^\s/\\'\"]*)")
+
+
+def without_paths(message: str) -> str:
+    """A message for clients: each filesystem path cut to its last name (``…/chroma.sqlite3``),
+    so an error does not map the server's folders for a stranger (the log keeps the whole)."""
+    return _PATH.sub(lambda m: "…/" + m.group(1), message)
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -195,27 +205,6 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
-
-
-def key_matches(authorization: str, key: str) -> bool:
-    scheme, _, token = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
-
-
-class ApiKey:
-    """With a key set, API requests without ``Authorization: Bearer <key>`` get a 401 before
-    anything else happens (no body is read). Health stays open for monitors."""
-
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app, self.key = app, key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.key and scope["type"] == "http" and _is_api(scope["path"]) and scope["path"] != HEALTH
-                and not key_matches(Headers(scope=scope).get("authorization", ""), self.key)):
-            error = ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <CRONACA_API_KEY>'",
-                             "authentication_error", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-            return await error.response()(scope, receive, send)
-        await self.app(scope, receive, send)
 
 
 class RequestLog:
@@ -466,7 +455,10 @@ class Chat:
 
 
 class Health:
-    """Whether the store and the LLM endpoint answer, with short timeouts and no contents."""
+    """Whether the store and the LLM endpoint answer, with short timeouts and no contents.
+
+    Health is open to anyone (monitors have no key), so it says only whether each part answers:
+    why the store failed (a path, a host) goes to the server log, never into the body."""
 
     def __init__(self, lib: Library) -> None:
         self.lib = lib
@@ -479,10 +471,11 @@ class Health:
             self._pool.submit(check).result(timeout=HEALTH_TIMEOUT)
         except FutureTimeout:
             return {"ok": False, "error": f"did not answer within {HEALTH_TIMEOUT:g} s"}
-        except (StoreError, LLMError) as exc:
+        except LLMError as exc:  # our own fixed words, no address in them
             return {"ok": False, "error": str(exc)}
         except Exception as exc:
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            log.warning("health: %s", exc)
+            return {"ok": False, "error": "does not answer (the server log says why)"}
         return {"ok": True}
 
     def _llm(self) -> None:
@@ -530,10 +523,12 @@ def _article(a: StoredArticle, with_text: bool = False) -> dict[str, Any]:
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "a value cannot be used (`field` names it)"},
-    401: {"model": ErrorBody, "description": "missing or wrong API key"},
+    401: {"model": ErrorBody, "description": "missing or wrong credentials"},
+    429: {"model": ErrorBody, "description": "too many wrong credentials from this address (Retry-After)"},
     503: {"model": ErrorBody, "description": "the store is unreachable, or busy with a write (Retry-After)"},
 }
-_LLM_ERRORS = {**_ERRORS, 502: {"model": ErrorBody, "description": "the language model failed"}}
+_LLM_ERRORS = {**_ERRORS, 502: {"model": ErrorBody, "description": "the language model failed"},
+               409: {"model": ErrorBody, "description": "answerer llm, and no language model is configured"}}
 
 
 def _sse_doc() -> dict[int | str, dict[str, Any]]:
@@ -541,9 +536,11 @@ def _sse_doc() -> dict[int | str, dict[str, Any]]:
                   "content": {"application/json": {}, "text/event-stream": {}}}}
 
 
-def create_app(lib: Library, *, api_key: str = "", lifespan: Any = None) -> FastAPI:
-    """The API as a FastAPI app; ``rag.server`` mounts the page on it. ``api_key``: when set,
-    every route but health needs ``Authorization: Bearer <api_key>``."""
+def create_app(lib: Library, *, api_key: str = "", lifespan: Any = None,
+               policy: access.Policy | None = None) -> FastAPI:
+    """The API as a FastAPI app; ``rag.server`` mounts the page on it. Access is ``policy``'s
+    (``rag.access``), by default one with ``api_key`` alone: when set, every route but health
+    needs ``Authorization: Bearer <api_key>``. The gate wraps the whole app, mounts included."""
     app = FastAPI(
         title="cronaca", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None,
         description=("Cited answers and summaries over news articles. Answers come only from the stored "
@@ -559,10 +556,12 @@ def create_app(lib: Library, *, api_key: str = "", lifespan: Any = None) -> Fast
         return upload_limit if path.rstrip("/") == f"{PREFIX}/articles" else JSON_LIMIT
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
-    app.add_middleware(ApiKey, key=api_key)
+    policy = policy or access.Policy(key=api_key)
+    app.state.policy = policy
+    app.add_middleware(access.AccessGate, policy=policy)
     app.add_middleware(RequestLog)
 
-    # the key is checked by ApiKey, before the body is read; this declares it for /docs
+    # the key is checked by the access gate, before the body is read; this declares it for /docs
     guarded = [Security(HTTPBearer(auto_error=False, description="CRONACA_API_KEY, when the server has one"))]
     health = Health(lib)
     rest = APIRouter(prefix=PREFIX, dependencies=guarded, responses=_ERRORS)

@@ -323,11 +323,27 @@ def cmd_doctor(args) -> int:
 # -- serve -------------------------------------------------------------------------------------
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1-65535: uvicorn would take 99999 and listen somewhere else."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (use 1-65535)")
+    return port
+
+
 def cmd_serve(args) -> int:
+    from rag import access
     from rag.server import parse_every, serve
 
     every = parse_every(args.refresh_every)  # a bad interval is a RequestError: exit 2 before loading
-    return serve(_library(args), host=args.host, port=args.port, refresh_every=every)
+    refusal = access.refuse_open_bind(args.host, access.Policy.from_env(), args.insecure)
+    if refusal:
+        _error(refusal)
+        return 2
+    return serve(_library(args), host=args.host, port=args.port, refresh_every=every, insecure=args.insecure)
 
 
 def cmd_mcp(args) -> int:
@@ -474,8 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the page at / and the HTTP API (/api/v1, OpenAI-compatible /v1)")
     s.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
                    help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
-    s.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT") or "7860",
-                   help="port (default $GRADIO_SERVER_PORT or 7860)")
+    s.add_argument("--port", type=_port, default=os.environ.get("GRADIO_SERVER_PORT") or "7860",
+                   help="port, 1-65535 (default $GRADIO_SERVER_PORT or 7860)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without CRONACA_API_KEY or CRONACA_AUTH (anyone may use it)")
     s.add_argument("--refresh-every", dest="refresh_every", default=os.environ.get("CRONACA_REFRESH_EVERY", ""),
                    help="refresh the followed feeds this often: 90s, 15m, 1h (default $CRONACA_REFRESH_EVERY, off)")
     s.set_defaults(func=cmd_serve)

@@ -56,10 +56,24 @@ class Config:
     fetch_timeout: float = field(default=20.0, metadata={"env": "CRONACA_FETCH_TIMEOUT"})
     max_page_mb: float = field(default=5.0, metadata={"env": "CRONACA_MAX_PAGE_MB"})
     fetch_delay: float = field(default=1.0, metadata={"env": "CRONACA_FETCH_DELAY"})
+    fetch_allow_private: bool = field(default=False, metadata={"env": "CRONACA_FETCH_ALLOW_PRIVATE"})
+    feed_recheck_days: int = field(default=3, metadata={"env": "CRONACA_FEED_RECHECK_DAYS"})
     user_agent: str = field(default="", metadata={"env": "CRONACA_USER_AGENT"})
     mcp_ingest: bool = field(default=False, metadata={"env": "CRONACA_MCP_INGEST"})  # MCP's add_url, refresh_feeds
     prompts_dir: Path = field(default_factory=prompts_dir, metadata={"env": "CRONACA_PROMPTS"})
     sample_dir: Path = field(default_factory=sample_dir, metadata={"env": "CRONACA_SAMPLE"})
+
+    def __post_init__(self) -> None:
+        """Numbers out of their range are refused here, once, naming the variable: a negative
+        ``CRONACA_TOP_K`` would otherwise surface as a puzzling failure deep in a search."""
+        for f in fields(self):
+            low = _MINIMA.get(f.name)
+            value = getattr(self, f.name)
+            if low is not None and value < low:
+                raise ValueError(f"setting {f.name} ({f.metadata['env']}): {value!r} must be at least {low:g}")
+            high = _MAXIMA.get(f.name)
+            if high is not None and value > high:
+                raise ValueError(f"setting {f.name} ({f.metadata['env']}): {value!r} must be at most {high:g}")
 
     @property
     def llm_configured(self) -> bool:
@@ -97,6 +111,18 @@ class Config:
             if env.get(name, "") != "":
                 values[f.name] = env[name]
         return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+
+# the smallest and largest value each numeric setting may take (the rest are free)
+_MINIMA: dict[str, float] = {
+    "chroma_port": 1, "embed_batch": 1, "embed_threads": 0, "chunk_tokens": 16, "chunk_overlap": 0.0,
+    "top_k": 1, "candidates": 1, "rrf_k": 1, "fusion_weight": 0.0, "title_boost": 0.0, "proximity": 0.0,
+    "prf_terms": 0, "recency_tiebreak": 0.0, "llm_timeout": 0.1, "llm_retries": 0, "llm_deadline": 0.1,
+    "llm_temperature": 0.0, "context_tokens": 1, "model_context_tokens": 1, "answer_tokens": 1,
+    "max_file_mb": 0.0001, "fetch_timeout": 0.1, "max_page_mb": 0.0001, "fetch_delay": 0.0,
+    "feed_recheck_days": 0,
+}
+_MAXIMA: dict[str, float] = {"chroma_port": 65535, "chunk_overlap": 0.9, "top_k": 50, "fusion_weight": 1.0}
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

@@ -9,6 +9,14 @@ run simply does the work again, and the library turns repeats into "unchanged".
 
 An item is the same item across feeds when its guid or link matches: moving from one feed to
 another does not fetch or store it again.
+
+Corrections: a site that corrects an article rarely touches its RSS item, so "the feed is
+unchanged" says nothing about the page. On every refresh the stored items published in the last
+``recheck_days`` days (``CRONACA_FEED_RECHECK_DAYS``, default 3; items without a date count from
+when they were first seen) are asked for again with a conditional GET on their own validators
+(the page's ETag / Last-Modified): a 304 costs a few bytes, a changed page goes through the
+library like any other, which replaces the article's chunks in one write, and counts as
+``updated``.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from rag.parsing import IngestError, ItemError, parse_date
 
 DB_NAME = "feeds.sqlite"
 MAX_ATTEMPTS = 3  # a failed item is retried on later refreshes this many times in all, then only when it changes
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: items keep their page's validators (page_etag, page_modified)
+DEFAULT_RECHECK_DAYS = 3
 _OK = ("stored", "skipped")  # item states that need no new fetch while the feed entry is unchanged
 
 Progress = Callable[[str, int, int], None]
@@ -68,6 +77,8 @@ CREATE TABLE IF NOT EXISTS items (
     attempts INTEGER NOT NULL DEFAULT 0,
     first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL,
+    page_etag TEXT NOT NULL DEFAULT '',
+    page_modified TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (feed_id, guid)
 );
 CREATE INDEX IF NOT EXISTS items_by_link ON items(link);
@@ -110,6 +121,7 @@ class FeedResult:
     entries: int = 0
     fetched: int = 0
     known: int = 0  # entries already stored (here or from another feed), not fetched again
+    rechecked: int = 0  # recent stored items asked for again (conditional GET), for corrections
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -202,6 +214,11 @@ class _Outcome:
     content_hash: str = ""
     error: str = ""
     attempted: bool = False
+    page_etag: str = ""
+    page_modified: str = ""
+
+
+NOT_MODIFIED = "not modified"  # what a recheck's conditional GET answered 304 becomes
 
 
 class FeedStore:
@@ -216,6 +233,10 @@ class FeedStore:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: readers don't wait for a writer
             if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
                 db.executescript(_SCHEMA)
+                have = {r["name"] for r in db.execute("PRAGMA table_info(items)")}
+                for column in ("page_etag", "page_modified"):  # a version-1 file
+                    if column not in have:
+                        db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
                 db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     @contextmanager
@@ -344,16 +365,18 @@ class FeedStore:
         report = RefreshReport()
         own = fetcher is None
         fetcher = fetcher or Fetcher(library.config)
+        days = getattr(library.config, "feed_recheck_days", DEFAULT_RECHECK_DAYS)
         try:
             for feed in feeds:
-                report.feeds.append(self._refresh_one(library, feed, fetcher, force, progress, workers))
+                report.feeds.append(self._refresh_one(library, feed, fetcher, force, progress, workers, days))
         finally:
             if own:
                 fetcher.close()
         return report
 
     def _refresh_one(self, library: Any, feed: Feed, fetcher: Fetcher, force: bool,
-                     progress: Progress | None, workers: int) -> FeedResult:
+                     progress: Progress | None, workers: int, recheck_days: int = DEFAULT_RECHECK_DAYS
+                     ) -> FeedResult:
         result = FeedResult(name=feed.name, url=feed.url)
         conditional: dict[str, str] = {}
         if not force:
@@ -378,11 +401,29 @@ class FeedStore:
         result.entries = len(entries)
 
         todo, outcomes = self._plan(feed, entries, force, retry_only=resp.status == 304)
+        recent = self._recent(feed, recheck_days, skip={e.link for e in todo})
+        outcomes = [o for o in outcomes if o.entry.link not in recent]
         result.known = len(outcomes)
-        fetched = self._fetch(todo, feed, title, fetcher, progress, workers)
-        result.fetched = len(todo)
-        articles = [a for a in fetched.values() if isinstance(a, Article)]
-        errors = [IngestError(e.url, e.reason) for e in fetched.values() if isinstance(e, FetchError)]
+        result.rechecked = len(recent)
+        todo += [entry for entry, _ in recent.values()]
+        fetched, validators = self._fetch(todo, feed, title, fetcher, progress, workers,
+                                          {link: row for link, (_, row) in recent.items()})
+        kept: set[str] = set()  # rechecks that leave the stored article as it is
+        recheck_notes: list[str] = []
+        for link, (entry, row) in recent.items():
+            answer = fetched.get(link)
+            if answer == NOT_MODIFIED or isinstance(answer, FetchError):  # a failed recheck is no failed item
+                kept.add(link)
+                outcomes.append(_Outcome(entry, row["status"], row["article_id"], row["content_hash"], row["error"],
+                                         page_etag=row["page_etag"], page_modified=row["page_modified"]))
+                if isinstance(answer, FetchError):
+                    recheck_notes.append(f"{link}: not rechecked for corrections ({answer.reason}); "
+                                         "the stored version stays")
+        todo = [entry for entry in todo if entry.link not in kept]
+        result.fetched = len(todo)  # pages that came back or failed (not a recheck answered 304)
+        pages = [fetched[entry.link] for entry in todo]
+        articles = [a for a in pages if isinstance(a, Article)]
+        errors = [IngestError(e.url, e.reason) for e in pages if isinstance(e, FetchError)]
         if articles or errors:
             from rag.store import StoreError  # here, so `feed list` does not load the vector store
 
@@ -397,7 +438,9 @@ class FeedStore:
             result.article_ids = list(ingest.article_ids)
             links = {entry.link for entry in todo}
             general = "; ".join(e.reason for e in ingest.errors if e.path not in links) or "not stored"
-            outcomes += [_outcome(entry, fetched[entry.link], ingest, general) for entry in todo]
+            outcomes += [_outcome(entry, fetched[entry.link], ingest, general, validators.get(entry.link))
+                         for entry in todo]
+        result.notes += recheck_notes
         status = result.status if result.status == "not modified" else "ok"
         last_error = result.errors[0] if result.errors else ""
         self._record(feed, outcomes, etag=etag, modified=modified, title=title, status=status, error=last_error)
@@ -455,16 +498,45 @@ class FeedStore:
                     todo.append(entry)
         return todo, known
 
+    def _recent(self, feed: Feed, days: int, skip: set[str]) -> dict[str, tuple[FeedEntry, sqlite3.Row]]:
+        """Stored items of this feed published in the last ``days`` days (or, undated, first seen
+        then), by link: the ones a correction may have changed since they were stored."""
+        if days <= 0:
+            return {}
+        cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).strftime("%Y-%m-%d")
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT i.* FROM items i JOIN feeds f ON f.id = i.feed_id WHERE f.url = ? AND i.status = 'stored' "
+                "AND i.article_id != '' AND ((i.date != '' AND i.date >= ?) OR (i.date = '' AND i.first_seen >= ?))",
+                (feed.url, cutoff, cutoff)).fetchall()
+        return {r["link"]: (FeedEntry(r["guid"], r["link"], r["title"], r["date"], r["entry_hash"]), r)
+                for r in rows if r["link"] not in skip}
+
     @staticmethod
     def _fetch(todo: list[FeedEntry], feed: Feed, feed_title: str, fetcher: Fetcher, progress: Progress | None,
-               workers: int) -> dict[str, Article | FetchError]:
+               workers: int, rechecks: dict[str, Any] | None = None
+               ) -> tuple[dict[str, Article | FetchError | str], dict[str, tuple[str, str]]]:
+        """Each entry's page as an Article, a FetchError, or ``NOT_MODIFIED`` (a recheck's 304);
+        and each page's validators (ETag, Last-Modified) by link, for the next recheck."""
         done = 0
         lock = threading.Lock()
+        rechecks = rechecks or {}
+        validators: dict[str, tuple[str, str]] = {}
 
-        def one(entry: FeedEntry) -> Article | FetchError:
+        def one(entry: FeedEntry) -> Article | FetchError | str:
             nonlocal done
             try:
-                resp = fetcher.get(entry.link)
+                headers: dict[str, str] = {}
+                row = rechecks.get(entry.link)
+                if row is not None:
+                    if row["page_etag"]:
+                        headers["If-None-Match"] = row["page_etag"]
+                    if row["page_modified"]:
+                        headers["If-Modified-Since"] = row["page_modified"]
+                resp = fetcher.get(entry.link, headers=headers)
+                if resp.status == 304:
+                    return NOT_MODIFIED
+                validators[entry.link] = (resp.headers.get("etag", ""), resp.headers.get("last-modified", ""))
                 return page_to_article(resp, title=entry.title, date=entry.date, source=feed.source,
                                        default_source=feed_title, link=entry.link, path=entry.link)
             except FetchError as exc:
@@ -476,9 +548,9 @@ class FeedStore:
                         progress("fetch", done, len(todo))
 
         if not todo:
-            return {}
+            return {}, validators
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-            return dict(zip((e.link for e in todo), pool.map(one, todo)))
+            return dict(zip((e.link for e in todo), pool.map(one, todo))), validators
 
     def _record(self, feed: Feed, outcomes: list[_Outcome], *, etag: str, modified: str, title: str,
                 status: str, error: str) -> None:
@@ -493,33 +565,44 @@ class FeedStore:
                 e = o.entry
                 db.execute(
                     "INSERT INTO items (feed_id, guid, link, title, date, entry_hash, article_id, content_hash, "
-                    "status, error, attempts, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "status, error, attempts, first_seen, last_seen, page_etag, page_modified) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT (feed_id, guid) DO UPDATE SET link = excluded.link, title = excluded.title, "
                     "date = excluded.date, entry_hash = excluded.entry_hash, article_id = excluded.article_id, "
                     "content_hash = excluded.content_hash, status = excluded.status, error = excluded.error, "
                     "attempts = CASE WHEN excluded.status != 'failed' THEN 0 "
                     "  WHEN items.entry_hash != excluded.entry_hash THEN excluded.attempts "
                     "  ELSE items.attempts + excluded.attempts END, "
-                    "last_seen = excluded.last_seen",
+                    "last_seen = excluded.last_seen, "
+                    # an outcome that did not fetch the page keeps the validators it had
+                    "page_etag = CASE WHEN excluded.page_etag || excluded.page_modified = '' AND "
+                    "  excluded.content_hash = items.content_hash THEN items.page_etag ELSE excluded.page_etag END, "
+                    "page_modified = CASE WHEN excluded.page_etag || excluded.page_modified = '' AND "
+                    "  excluded.content_hash = items.content_hash THEN items.page_modified "
+                    "  ELSE excluded.page_modified END",
                     (row["id"], e.guid, e.link, e.title, e.date, e.entry_hash, o.article_id, o.content_hash,
-                     o.status, o.error, int(o.attempted and o.status == "failed"), now, now))
+                     o.status, o.error, int(o.attempted and o.status == "failed"), now, now,
+                     o.page_etag, o.page_modified))
             db.execute(
                 "UPDATE feeds SET etag = ?, last_modified = ?, title = ?, last_run = ?, last_status = ?, "
                 "last_error = ? WHERE id = ?", (etag, modified, title, now, status, error, row["id"]))
 
 
-def _outcome(entry: FeedEntry, fetched: Article | FetchError, ingest: Any, general: str) -> _Outcome:
+def _outcome(entry: FeedEntry, fetched: Article | FetchError | str, ingest: Any, general: str,
+             validators: tuple[str, str] | None = None) -> _Outcome:
     """What the library did with one fetched page, read back from its report by the item's path.
     ``general``: the reason to give when the report names no item (the store was busy)."""
-    if isinstance(fetched, FetchError):
-        return _Outcome(entry, "failed", error=fetched.reason, attempted=True)
+    if isinstance(fetched, FetchError) or not isinstance(fetched, Article):
+        return _Outcome(entry, "failed", error=getattr(fetched, "reason", general), attempted=True)
     prefix = f"{fetched.path}: "
     note = next((n for n in ingest.notes if n.startswith(prefix + "skipped")), "")
     if note:
         return _Outcome(entry, "skipped", "", fetched.content_hash, note[len(prefix):], attempted=True)
     error = next((e for e in ingest.errors if e.path == fetched.path), None)
     if error is None and fetched.id in ingest.article_ids:
-        return _Outcome(entry, "stored", fetched.id, fetched.content_hash, attempted=True)
+        etag, modified = validators or ("", "")
+        return _Outcome(entry, "stored", fetched.id, fetched.content_hash, attempted=True, page_etag=etag,
+                        page_modified=modified)
     return _Outcome(entry, "failed", error=error.reason if error else general, attempted=True)
 
 

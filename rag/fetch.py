@@ -4,9 +4,21 @@ Feeds and ``cronaca ingest https://…`` talk to other people's servers, so ever
 polite and bounded: robots.txt is honoured (RFC 9309), one host never sees more than two requests
 at once nor two request starts closer than ``host_delay`` seconds, redirects are followed by hand
 (at most five, loops named as loops, robots checked at every hop), and each request has a total
-deadline and a size cap enforced while streaming. httpx timeouts are per network read, so a
-server that trickles one byte at a time would otherwise hold us forever; here the body is
-abandoned at the first read that ends past the deadline (so at most one read timeout late).
+deadline and a size cap enforced while streaming.
+
+Two guards live below httpx, in the connection itself (``_GuardedBackend``), so that no hop can
+go around them:
+
+- Private network: the host is resolved and refused when any address is loopback, private,
+  link-local, multicast, reserved or otherwise not global (IPv4 and IPv6, IPv4-mapped included);
+  the socket then connects to the address that was checked, so a DNS answer that changes between
+  the check and the connection (rebinding) cannot slip through. Every redirect is a new
+  connection and is checked again. ``allow_private`` (``CRONACA_FETCH_ALLOW_PRIVATE``) turns this
+  off for intranet feeds. The environment's proxy settings are ignored: a proxy would connect for
+  us, out of the guard's sight.
+- One deadline per request, headers included: httpx timeouts are per network read, so a server
+  that trickles its status line one byte a second would hold us forever; here every read and
+  write is given only the time left before the request's deadline.
 
 The page's main text and metadata come from trafilatura; navigation, footers, cookie banners and
 related-links boxes stay out of the stored text.
@@ -14,7 +26,9 @@ related-links boxes stay out of the stored text.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +39,7 @@ from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
+import httpcore
 import httpx
 
 from rag import __version__
@@ -51,7 +66,7 @@ class FetchError(Exception):
     """Why one URL could not become an article: one line naming the URL and the reason.
 
     ``kind`` lets callers tell failures apart without parsing text: ``url``, ``status``,
-    ``timeout``, ``network``, ``type``, ``size``, ``redirect``, ``robots`` or ``extract``.
+    ``timeout``, ``network``, ``private``, ``type``, ``size``, ``redirect``, ``robots`` or ``extract``.
     """
 
     def __init__(self, url: str, reason: str, kind: str = "") -> None:
@@ -72,6 +87,7 @@ class FetchSettings:
     user_agent: str = DEFAULT_USER_AGENT
     max_redirects: int = MAX_REDIRECTS
     per_host: int = MAX_IN_FLIGHT_PER_HOST
+    allow_private: bool = False
 
     @classmethod
     def from_config(
@@ -82,6 +98,7 @@ class FetchSettings:
         max_page_mb: float | None = None,
         host_delay: float | None = None,
         user_agent: str | None = None,
+        allow_private: bool | None = None,
     ) -> FetchSettings:
         """Keyword argument, else the Config field (when the Config has it), else the default."""
 
@@ -96,6 +113,7 @@ class FetchSettings:
             max_bytes=int(float(pick(max_page_mb, "max_page_mb", DEFAULT_MAX_PAGE_MB)) * _MB),
             host_delay=float(pick(host_delay, "fetch_delay", DEFAULT_HOST_DELAY)),
             user_agent=str(pick(user_agent, "user_agent", DEFAULT_USER_AGENT)),
+            allow_private=bool(pick(allow_private, "fetch_allow_private", False)),
         )
 
 
@@ -154,6 +172,7 @@ class HostGate:
 class _Robots:
     parser: RobotFileParser
     refusal: str = ""  # set when the whole host is off limits for this run, and why
+    kind: str = "robots"  # the FetchError kind of the refusal ("private": the host is in a private network)
 
 
 class Fetcher:
@@ -171,10 +190,12 @@ class Fetcher:
         max_page_mb: float | None = None,
         host_delay: float | None = None,
         user_agent: str | None = None,
+        allow_private: bool | None = None,
         client: httpx.Client | None = None,
     ) -> None:
         self.settings = FetchSettings.from_config(
-            config, timeout=timeout, max_page_mb=max_page_mb, host_delay=host_delay, user_agent=user_agent
+            config, timeout=timeout, max_page_mb=max_page_mb, host_delay=host_delay, user_agent=user_agent,
+            allow_private=allow_private,
         )
         self.gate = HostGate(self.settings.per_host, self.settings.host_delay)
         self._own_client = client is None
@@ -182,6 +203,8 @@ class Fetcher:
             headers={"User-Agent": self.settings.user_agent},
             timeout=httpx.Timeout(self.settings.timeout),
             follow_redirects=False,  # followed by hand: robots, politeness and loops per hop
+            transport=guarded_transport(self.settings.allow_private),
+            trust_env=False,  # a proxy from the environment would connect past the guard
         )
         self._lock = threading.Lock()
         self._robots: dict[str, _Robots] = {}
@@ -215,7 +238,7 @@ class Fetcher:
         ``accept``: media types allowed for a 2xx body (None = any). ``truncate``: keep the first
         ``max_bytes`` instead of failing. A 304 comes back as is (conditional GETs).
         """
-        _check_url(url, url)
+        _check_url(url, url, self.settings.allow_private)
         seen = [url]
         current = url
         while True:
@@ -226,7 +249,7 @@ class Fetcher:
                 if not resp.headers.get("location"):
                     raise FetchError(url, f"HTTP {resp.status} redirect without a Location header", "redirect")
                 target = urldefrag(urljoin(current, resp.headers["location"]))[0]
-                _check_url(url, target)
+                _check_url(url, target, self.settings.allow_private)
                 if target in seen:
                     chain = " -> ".join([*seen[seen.index(target):], target])
                     raise FetchError(url, f"redirect loop ({chain})", "redirect")
@@ -247,10 +270,12 @@ class Fetcher:
         """One request, no redirects, under the host gate and a total deadline."""
         limit = self.settings.max_bytes if max_bytes is None else max_bytes
         timeout = self.settings.timeout
-        with self.gate.slot(_host(current)):
+        with self.gate.slot(_host(current)), _deadline_of(timeout):
             deadline = time.monotonic() + timeout
+            head = False  # whether the status line and headers had arrived
             try:
                 with self.client.stream("GET", current, headers=headers or {}) as r:
+                    head = True
                     resp = Response(url=url, final_url=str(r.url), status=r.status_code, headers=r.headers,
                                     reason=r.reason_phrase)
                     if r.status_code in _REDIRECTS or r.status_code == 304 or r.status_code >= 400:
@@ -263,8 +288,11 @@ class Fetcher:
                                               f"limit {limit / _MB:.1f} MB)", "size")
                     resp.content = _read_body(r, url, limit, truncate, deadline, timeout)
                     return resp
+            except PrivateAddress as exc:
+                raise FetchError(url, str(exc), "private") from None
             except httpx.TimeoutException as exc:
-                raise FetchError(url, f"timed out after {timeout:g} s", "timeout") from exc
+                still = " (body still arriving)" if head else ""
+                raise FetchError(url, f"timed out after {timeout:g} s{still}", "timeout") from exc
             except httpx.HTTPError as exc:
                 raise FetchError(url, f"network error: {type(exc).__name__}: {exc}", "network") from exc
 
@@ -278,7 +306,7 @@ class Fetcher:
     def _check_robots(self, url: str, current: str) -> None:
         robots = self._robots_for(current)
         if robots.refusal:
-            raise FetchError(url, robots.refusal, "robots")
+            raise FetchError(url, robots.refusal, robots.kind)
         if not robots.parser.can_fetch(self.settings.user_agent, current):
             where = f" ({current})" if current != url else ""
             raise FetchError(url, f"disallowed by robots.txt{where}", "robots")
@@ -302,6 +330,9 @@ class Fetcher:
             resp = self.get(robots_url, accept=None, robots=False, max_bytes=ROBOTS_MAX_BYTES,
                             truncate=True, raise_for_status=False)
         except FetchError as exc:
+            if exc.kind == "private":
+                parser.parse([])
+                return _Robots(parser, exc.reason, "private")
             if exc.kind == "redirect":
                 parser.parse([])
                 return _Robots(parser)
@@ -333,11 +364,124 @@ def _read_body(r: httpx.Response, url: str, limit: int, truncate: bool, deadline
     return b"".join(chunks)
 
 
-def _check_url(url: str, target: str) -> None:
+def _check_url(url: str, target: str, allow_private: bool = False) -> None:
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         what = "redirect to a non-http(s) URL" if target != url else "not an http(s) URL"
         raise FetchError(url, what + (f" ({target})" if target != url else ""), "url")
+    if not allow_private:  # an address written in the URL is refused before any request
+        try:
+            literal = ipaddress.ip_address(parts.hostname.strip("[]"))
+        except ValueError:
+            return
+        if not is_public_address(literal):
+            where = f" (redirect to {target})" if target != url else ""
+            raise FetchError(url, f"{_refusal(parts.hostname)}{where}", "private")
+
+
+# ---------------------------------------------------------------------- the connection's guards
+
+
+class PrivateAddress(Exception):
+    """A host that resolves into the private network, refused before connecting."""
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast: not loopback, private, link-local, multicast, reserved,
+    unspecified or shared (CGN); an IPv4-mapped or 6to4-free IPv6 is judged by its IPv4."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def _refusal(host: str) -> str:
+    return (f"{host} is in a private or reserved network; not fetched "
+            "(set CRONACA_FETCH_ALLOW_PRIVATE=1 for intranet sources)")
+
+
+_request_deadline = threading.local()  # each fetch runs in one thread, start to end
+
+
+@contextmanager
+def _deadline_of(seconds: float) -> Iterator[None]:
+    """Every read, write and connect of this thread's request ends by ``seconds`` from now."""
+    _request_deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _request_deadline.at = None
+
+
+def _time_left(timeout: float | None) -> float | None:
+    end = getattr(_request_deadline, "at", None)
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the request's total deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write gets at most the request's time left."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Resolves the host itself, refuses private addresses, and connects to the checked one.
+    TLS still verifies and names the host (httpcore passes the URL's host for SNI)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        timeout = _time_left(timeout)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        if not self.allow_private and not all(is_public_address(ipaddress.ip_address(a.split("%")[0]))
+                                              for a in addresses):
+            raise PrivateAddress(_refusal(host))
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                stream = super().connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                             socket_options=socket_options)
+                return _DeadlineStream(stream)
+            except httpcore.ConnectError as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"no address for {host}")
+
+
+def guarded_transport(allow_private: bool = False) -> httpx.HTTPTransport:
+    """An httpx transport whose connections pass through ``_GuardedBackend``."""
+    transport = httpx.HTTPTransport()
+    pool = transport._pool  # httpx does not take a network backend; its pool does
+    if not hasattr(pool, "_network_backend"):
+        raise RuntimeError("this httpcore has no _network_backend: the fetch guard cannot be installed")
+    pool._network_backend = _GuardedBackend(allow_private)
+    return transport
 
 
 def _host(url: str) -> str:

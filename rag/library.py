@@ -7,6 +7,7 @@ only what it needs. Request values arrive as the user typed them and are checked
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +41,27 @@ class DoctorReport:
                 "remaining": [str(p) for p in self.remaining], "clean": self.clean}
 
 
+def usable_home(home: Path) -> None:
+    """``CRONACA_HOME`` is a folder we can write (locks, BM25, feeds live there even with a Chroma
+    server), else one StoreError line naming it: a file or a read-only path would otherwise
+    surface as a traceback from whichever module touched it first."""
+    from rag.store import StoreError
+
+    if home.exists() and not home.is_dir():
+        raise StoreError(f"CRONACA_HOME {home} is a file, not a folder: point it at a folder")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"CRONACA_HOME {home} cannot be created ({exc.strerror or exc})") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise StoreError(f"CRONACA_HOME {home} is not writable by this user")
+
+
 class Library:
     def __init__(self, config: Config | None = None, embedder: Embedder | None = None) -> None:
         self.config = config or Config.load()
         self.home = Path(self.config.home)
+        usable_home(self.home)
         self.embedder = embedder or make_embedder(self.config)
         self.index = Index(self.config, self.embedder)
         self.retriever = Retriever(self.index, self.embedder, self.config)
@@ -145,7 +163,7 @@ class Library:
         asked = validation.question(question)
         turns = validation.history(history)
         filters = validation.filters(since, until, source, as_of)
-        chosen = validation.answerer(answerer)
+        chosen = validation.answerer(answerer, self.config.llm_configured)
         on_failure = validation.fallback(fallback)
         n = validation.k(k)
 
@@ -192,7 +210,8 @@ class Library:
 
         request = validation.summary_request(article_id, query, since, until, source, lang, digest, k)
         items = stream_summary(request, config=self.config, index=self.index, retriever=self.retriever,
-                               embedder=self.embedder, answerer=validation.answerer(answerer),
+                               embedder=self.embedder,
+                               answerer=validation.answerer(answerer, self.config.llm_configured),
                                fallback=validation.fallback(fallback))
         return Stream(items, Summary)
 

@@ -13,8 +13,8 @@ Invariants:
   (``rag.prompts.source_block``) with the prompt's note, so an instruction inside an article
   stays content. Citation quotes stay verbatim (a quote must match the stored text exactly);
   they travel in their own field, described as article text.
-- Over HTTP, access is decided in one place, ``require_key``: the API's bearer key
-  (``CRONACA_API_KEY``, compared by ``rag.api.key_matches``).
+- Over HTTP, access is ``rag.access``'s, as for every other route of ``cronaca serve``: with
+  credentials set, ``Authorization: Bearer <CRONACA_API_KEY>`` (or the page's login).
 - The ingest tools (``add_url``, ``refresh_feeds``) exist only when ``Config.mcp_ingest`` is on.
 """
 
@@ -34,9 +34,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.types import Resource as MCPResource
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
-from starlette.datastructures import Headers
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag import api, prompts, validation
 from rag.index import IndexBusy
@@ -348,26 +346,6 @@ def run_stdio(lib: Library) -> int:
     return 0
 
 
-class _KeyRequired:
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app, self.key = app, key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not api.key_matches(Headers(scope=scope).get("authorization", ""), self.key):
-            error = api.ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <CRONACA_API_KEY>'",
-                                 "authentication_error", code="invalid_api_key",
-                                 headers={"WWW-Authenticate": "Bearer"})
-            return await error.response()(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
-def require_key(app: ASGIApp, key: str) -> ASGIApp:
-    """The one access check of the MCP endpoint: with a key set, a request without
-    ``Authorization: Bearer <key>`` gets the API's 401 before anything is read. (An ASGI object,
-    not a function: Starlette would take a function for a GET-only request handler.)"""
-    return _KeyRequired(app, key) if key else app
-
-
 @dataclass
 class HttpEndpoint:
     """``/mcp`` for an app that already has routes: its route, and the session manager's run,
@@ -382,10 +360,11 @@ class HttpEndpoint:
             yield
 
 
-def http_endpoint(lib: Library, *, api_key: str, host: str = "127.0.0.1") -> HttpEndpoint:
-    """Streamable HTTP at ``/mcp``. On a loopback ``host`` the SDK also refuses other Host and
-    Origin headers (DNS rebinding)."""
+def http_endpoint(lib: Library, *, host: str = "127.0.0.1") -> HttpEndpoint:
+    """Streamable HTTP at ``/mcp``. Who may call it is decided by ``rag.access``'s gate, which
+    stands in front of the whole app it is added to. On a loopback ``host`` the SDK also refuses
+    other Host and Origin headers (DNS rebinding)."""
     server = build_server(lib)
     server.streamable_http_app(streamable_http_path=PATH, host=host)  # creates the session manager
-    endpoint = require_key(StreamableHTTPASGIApp(server.session_manager), api_key)
+    endpoint = StreamableHTTPASGIApp(server.session_manager)
     return HttpEndpoint(route=Route(PATH, endpoint=endpoint), server=server)

@@ -335,6 +335,8 @@ _REASONS_IT: list[tuple[re.Pattern[str], str]] = [(re.compile(p), w) for p, w in
     (r"^timed out after ([\d.]+) s(.*)$", "tempo scaduto dopo {0} s"),
     (r"^network error: (.+)$", "errore di rete: {0}"),
     (r"^disallowed by robots\.txt(.*)$", "vietato da robots.txt{0}"),
+    (r"^(\S+) is in a private or reserved network.*$",
+     "{0} è in una rete privata o riservata: non scaricato (CRONACA_FETCH_ALLOW_PRIVATE=1 per le fonti interne)"),
     (r"^not HTML \((.+)\)$", "non è una pagina HTML ({0})"),
     (r"^too large \((.+)\)$", "troppo grande ({0})"),
     (r"^too many redirects.*$", "troppi reindirizzamenti"),

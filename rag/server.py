@@ -4,9 +4,10 @@ One FastAPI app: the routes of ``rag.api`` first, then the Gradio page (``rag.ui
 also ingests the sample on first start) mounted at ``/`` so that it gets every other path.
 uvicorn runs it. Around that, what a long-running server needs and a single command does not:
 the feed refresh on a schedule in a background thread (writes take the index's file lock,
-questions read without it), logging without per-chunk noise, and a clean stop. Auth:
-``CRONACA_API_KEY`` guards the API and the MCP endpoint ``/mcp`` (``rag.mcp_server``),
-``CRONACA_AUTH=user:password`` the page.
+questions read without it), logging without per-chunk noise, and a clean stop. Access is
+``rag.access``'s: one gate in front of the whole app (page, Gradio API, REST, ``/v1``, the MCP
+endpoint ``/mcp`` of ``rag.mcp_server``, and any sub-app mounted later), from
+``CRONACA_AUTH=user:password`` and ``CRONACA_API_KEY``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from rag import api, mcp_server
+from rag import access, api, mcp_server
 from rag.library import Library
 from rag.validation import RequestError
 
@@ -49,14 +50,9 @@ def parse_every(text: str | None) -> float | None:
 
 
 def auth_from_env() -> tuple[str, str] | None:
-    """The page's basic auth, ``CRONACA_AUTH=user:password``."""
-    raw = os.environ.get("CRONACA_AUTH", "")
-    if not raw:
-        return None
-    user, sep, password = raw.partition(":")
-    if not sep or not user or not password:
-        raise SystemExit("CRONACA_AUTH must be user:password")
-    return user, password
+    """The page's login, ``CRONACA_AUTH=user:password`` (None when unset)."""
+    user, password = access.parse_login(os.environ.get("CRONACA_AUTH", ""))
+    return (user, password) if user else None
 
 
 class FeedRefresher:
@@ -114,12 +110,13 @@ def _interval(seconds: float) -> str:
 
 
 def build_app(lib: Library, *, api_key: str | None = None, refresh_every: float | None = None,
-              page: bool = True, host: str = "127.0.0.1", port: int = 7860) -> FastAPI:
+              page: bool = True, host: str = "127.0.0.1", port: int = 7860,
+              policy: access.Policy | None = None) -> FastAPI:
     """The API routes, then the page at ``/`` (which ingests the sample on first start); the feed
-    refresher lives as long as the app does."""
+    refresher lives as long as the app does. ``policy``: who may use it (default: from the
+    environment; ``api_key``, when given, replaces ``CRONACA_API_KEY``)."""
     refresher = FeedRefresher(lib, refresh_every) if refresh_every else None
-    key = os.environ.get("CRONACA_API_KEY", "") if api_key is None else api_key
-    mcp = mcp_server.http_endpoint(lib, api_key=key, host=host)  # /mcp: same key as the API
+    mcp = mcp_server.http_endpoint(lib, host=host)  # /mcp: behind the same gate as every route
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,25 +129,39 @@ def build_app(lib: Library, *, api_key: str | None = None, refresh_every: float 
             if refresher:
                 refresher.stop()
 
-    app = api.create_app(lib, api_key=key, lifespan=lifespan)
-    app.router.routes.append(mcp.route)  # before the page, which takes every other path
+    if policy is None:
+        policy = access.Policy.from_env()
+        if api_key is not None:
+            policy.key = api_key
+    app = api.create_app(lib, policy=policy, lifespan=lifespan)
+    app.router.routes.append(mcp.route)  # before the page, which takes every other path; behind the gate
     app.state.refresher = refresher
     if page:
-        mount_page(app, lib, host=host, port=port)
+        mount_page(app, lib, host=host, port=port, policy=policy)
     return app
 
 
-def mount_page(app: FastAPI, lib: Library, host: str, port: int) -> None:
-    """The Gradio page at ``/``, with the options ``launch()`` used to take (gradio 6 moved them)."""
+def mount_page(app: FastAPI, lib: Library, host: str, port: int, policy: access.Policy) -> None:
+    """The Gradio page at ``/``, with the options ``launch()`` used to take (gradio 6 moved them).
+
+    Two things ``launch()`` would do and mounting does not: the Blocks are marked launched, so
+    Gradio accepts only files a client uploaded (in its upload folder) where a component takes a
+    file, whatever path a client sends; and the page's login sessions are handed to the policy,
+    so a page login opens the API for that browser too."""
     import gradio as gr
+    from gradio.routes import App as GradioApp
 
     from rag import page, ui
 
-    auth = auth_from_env()
-    gr.mount_gradio_app(app, ui.build_ui(lib), path="/", server_name=host, server_port=port, auth=auth,
-                        auth_message="cronaca: accesso riservato" if auth else None,
+    blocks = ui.build_ui(lib)
+    gr.mount_gradio_app(app, blocks, path="/", server_name=host, server_port=port,
+                        auth=policy.login_ok if policy.required else None,
+                        auth_message="cronaca: accesso riservato" if policy.required else None,
                         max_file_size=ui.transport_limit(lib.config), theme=ui.theme(), css=page.CSS,
                         head=page.HEAD, footer_links=["api"], show_error=False)
+    blocks.has_launched = True  # gradio.processing_utils._check_allowed skips its checks otherwise
+    mounted = next(r.app for r in app.routes if isinstance(getattr(r, "app", None), GradioApp))
+    policy.sessions = access.PageSessions(mounted)
 
 
 def configure_logging() -> None:
@@ -163,16 +174,21 @@ def configure_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def serve(lib: Library, host: str = "127.0.0.1", port: int = 7860, refresh_every: float | None = None) -> int:
+def serve(lib: Library, host: str = "127.0.0.1", port: int = 7860, refresh_every: float | None = None,
+          insecure: bool = False) -> int:
     import uvicorn
 
     configure_logging()
-    app = build_app(lib, refresh_every=refresh_every, host=host, port=port)
-    keyed = bool(os.environ.get("CRONACA_API_KEY"))
-    if host not in ("127.0.0.1", "localhost", "::1") and not keyed:
-        log.warning("listening on %s without CRONACA_API_KEY: whoever reaches this port can use the API", host)
+    policy = access.Policy.from_env()
+    refusal = access.refuse_open_bind(host, policy, insecure)
+    if refusal:
+        raise SystemExit(f"error: {refusal}")
+    if not policy.required and not access.is_loopback(host):
+        log.warning("listening on %s without credentials (--insecure): whoever reaches this port can read, "
+                    "add and delete articles", host)
+    app = build_app(lib, refresh_every=refresh_every, host=host, port=port, policy=policy)
     log.info("cronaca on http://%s:%d — page /, API %s (docs /docs), OpenAI-compatible /v1, MCP %s%s",
-             host, port, api.PREFIX, mcp_server.PATH, " (API key required)" if keyed else "")
+             host, port, api.PREFIX, mcp_server.PATH, " (credentials required)" if policy.required else "")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                            timeout_graceful_shutdown=5))
     server.run()

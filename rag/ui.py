@@ -348,10 +348,11 @@ class App:
         html, found = self._detail(article_id, norm_lang(lang))
         return html, article_id, gr.update(visible=found)
 
-    def delete(self, article_id: str, lang: str, query: str, source: str, article: str) -> tuple:
+    def delete(self, confirmed: str, article_id: str, lang: str, query: str, source: str, article: str) -> tuple:
+        """``confirmed``: what the browser's confirm() answered (``_confirm_js``), "yes" or ""."""
         lang = norm_lang(lang)
         article_id = (article_id or "").strip()
-        if not article_id:  # nothing chosen, or the reader said no
+        if not article_id or confirmed != CONFIRMED:  # nothing chosen, or the reader said no
             return (gr.skip(),) * 4 + self.unchanged_views()
         ok = self.lib.delete(article_id)
         msg = t(lang, "deleted" if ok else "not_found", id=article_id)
@@ -431,13 +432,18 @@ class App:
 
 
 # ---- layout -------------------------------------------------------------------------------------------
+CONFIRMED = "yes"
+
+
 def _confirm_js(key: str, extra_inputs: int) -> str:
-    """A browser confirm() in the page's language; a refusal sends an empty id."""
+    """A browser confirm() in the page's language, its answer sent in the first input (a hidden
+    Textbox): "yes", or "" when the reader said no. A gr.State never reaches the browser, so the
+    answer cannot ride on one; the handler does nothing unless it reads "yes"."""
     it, en = page.WORDS[key]
     rest = ", ".join(f"r{i}" for i in range(extra_inputs))
-    return (f"(id, {rest}) => {{ const it = (document.documentElement.lang || '').startsWith('it'); "
-            f"const ok = id && window.confirm(it ? {json.dumps(it)} : {json.dumps(en)}); "
-            f"return [ok ? id : '', {rest}]; }}")
+    return (f"(answer, {rest}) => {{ const it = (document.documentElement.lang || '').startsWith('it'); "
+            f"const ok = window.confirm(it ? {json.dumps(it)} : {json.dumps(en)}); "
+            f"return [ok ? {json.dumps(CONFIRMED)} : '', {rest}]; }}")
 
 
 def chat_tab(i18n: gr.I18n, c: dict) -> None:
@@ -482,6 +488,7 @@ def articles_tab(i18n: gr.I18n, c: dict) -> None:
         c["detail"] = gr.HTML(elem_id="article-detail")
         c["delete"] = gr.Button(i18n("delete"), variant="stop", visible=False, elem_id="delete")
         c["selected"] = gr.State("")
+        c["confirmed"] = gr.Textbox("", visible=False, elem_id="delete-confirmed")  # confirm()'s answer
         gr.Markdown(i18n("feeds_heading"), elem_classes="sources-heading")
         gr.Markdown(i18n("feeds_intro"))
         with gr.Row():
@@ -554,9 +561,9 @@ def wire(app: App, c: dict, demo: gr.Blocks) -> None:
                        **quiet)
     c["table"].select(app.show_article, [c["lang"]], [c["detail"], c["selected"], c["delete"]],
                       api_visibility="private")
-    c["delete"].click(app.delete, [c["selected"], c["lang"], *view_inputs],
+    c["delete"].click(app.delete, [c["confirmed"], c["selected"], c["lang"], *view_inputs],
                       [c["report"], c["detail"], c["selected"], c["delete"], *views],
-                      js=_confirm_js("delete_confirm", 4), api_visibility="private")
+                      js=_confirm_js("delete_confirm", 5), api_visibility="private")
 
     c["feed_add"].click(app.add_feed, [c["feed_url"], c["feed_name"], c["feed_source"], c["lang"]],
                         [c["feed_report"], c["feeds"], c["feed_url"], c["feed_name"], c["feed_source"]],

@@ -7,6 +7,7 @@ code, so a rule changes once and every door enforces it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +31,28 @@ class RequestError(ValueError):
         self.field, self.message, self.code, self.value = field, message, code, value
 
 
+_REQUEST_DATE = re.compile(r"\d{4}(?:-\d{1,2}(?:-\d{1,2})?)?")
+
+
+def text(field: str, value: str | None) -> str:
+    """A string as Unicode can store it: a lone surrogate (``"\\ud800"``, which JSON can carry)
+    cannot be encoded, embedded or written, and would fail deep inside as a server error."""
+    value = value or ""
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise RequestError(field, "contains an unpaired surrogate (not valid Unicode text)", code="encoding")
+    return value
+
+
 def date_value(field: str, value: str | None) -> str:
-    value = (value or "").strip()
+    """A date a caller typed: ``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY`` only. Files may write
+    ``12/05/2025`` (the parser reads it day first, as Italian papers do), but in a request it is
+    ambiguous (12 May or December 5?) and a wrong guess silently filters the wrong period."""
+    value = text(field, value).strip()
     if not value:
         return ""
     try:
+        if not _REQUEST_DATE.fullmatch(value):
+            raise DateError(value)
         return parse_date(value)
     except DateError:
         raise RequestError(field, f"'{value[:40]}' is not a date (use YYYY-MM-DD or YYYY-MM)",
@@ -50,7 +68,7 @@ def filters(since: str | None = "", until: str | None = "", source: str | None =
         until_int = min(until_int, end_of(moment)) if until_int else end_of(moment)
     if since_int and until_int and since_int > until_int:
         raise RequestError("until", f"'{end or moment}' is before since '{start}'", code="range")
-    return Filters(since=since_int, until=until_int, source=(source or "").strip())
+    return Filters(since=since_int, until=until_int, source=text("source", source).strip())
 
 
 def choice(field: str, value: str | None, allowed: tuple[str, ...], default: str) -> str:
@@ -60,8 +78,14 @@ def choice(field: str, value: str | None, allowed: tuple[str, ...], default: str
     return value
 
 
-def answerer(value: str | None) -> str:
-    return choice("answerer", value, ANSWERERS, "auto")
+def answerer(value: str | None, llm_configured: bool | None = None) -> str:
+    """``llm_configured``: when False, asking for "llm" is refused (code ``llm_not_configured``)
+    rather than sent to a default endpoint nobody chose."""
+    chosen = choice("answerer", value, ANSWERERS, "auto")
+    if chosen == "llm" and llm_configured is False:
+        raise RequestError("answerer", "no language model is configured (set OPENAI_BASE_URL or OPENAI_API_KEY), "
+                           "use auto or extractive", code="llm_not_configured", value=chosen)
+    return chosen
 
 
 def fallback(value: str | None) -> str | None:
@@ -76,12 +100,12 @@ def lang(value: str | None) -> str:
 
 
 def question(value: str | None) -> str:
-    text = " ".join((value or "").split())
-    if not text:
+    words = " ".join(text("question", value).split())
+    if not words:
         raise RequestError("question", "is empty", code="empty")
-    if len(text) > MAX_QUESTION_CHARS:
+    if len(words) > MAX_QUESTION_CHARS:
         raise RequestError("question", f"is longer than {MAX_QUESTION_CHARS} characters", code="too_long")
-    return text
+    return words
 
 
 def k(value: int | str | None, default: int | None = None) -> int | None:
@@ -108,14 +132,15 @@ def history(turns: Any) -> list[tuple[str, str]]:
             role, content = turn.get("role"), turn.get("content")
             if not isinstance(content, str) or role not in ("user", "assistant", "system"):
                 raise RequestError("history", "each message needs a role and a text content", code="type")
+            text("history", content)
             if role == "user":
                 pairs.append((content, ""))
             elif role == "assistant" and pairs and not pairs[-1][1]:
                 pairs[-1] = (pairs[-1][0], content)
         elif isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn):
-            pairs.append((turn[0], turn[1]))
+            pairs.append((text("history", turn[0]), text("history", turn[1])))
         elif isinstance(turn, str):
-            pairs.append((turn, ""))
+            pairs.append((text("history", turn), ""))
         else:
             raise RequestError("history", "each turn must be a [question, answer] pair or a message",
                                code="type")
@@ -152,7 +177,9 @@ def summary_request(article_id: str | None = None, query: str | None = None, sin
     """An article id wins, then a query; a digest or a bare period summarises the period."""
     start, end = date_value("since", since), date_value("until", until)
     filters(start, end, source)  # range check
-    common = dict(since=start, until=end, source=(source or "").strip(), lang=lang(lang_),
+    text("article_id", article_id)
+    text("query", query)
+    common = dict(since=start, until=end, source=text("source", source).strip(), lang=lang(lang_),
                   k=k(k_, 30) or 30)
     if (article_id or "").strip():
         return SummaryRequest(kind="article", article_id=article_id.strip(), **common)

@@ -6,6 +6,8 @@ redirect loops, robots.txt), and every stored article is checked in the library 
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
 import re
 import sqlite3
@@ -48,6 +50,12 @@ BOILERPLATE = ("cookie", "accetta", "accetto", "tutti i diritti riservati", "leg
 
 
 @pytest.fixture
+def make_lib(make_lib):
+    """Libraries that may fetch from this test's own 127.0.0.1 site (off by default)."""
+    return lambda **kw: make_lib(**{"fetch_allow_private": True, **kw})
+
+
+@pytest.fixture
 def site():
     with NewsSite() as s:
         yield s
@@ -56,7 +64,7 @@ def site():
 @pytest.fixture
 def fetcher():
     """Fast politeness for tests: 50 ms between requests to a host, 3 s per request."""
-    with Fetcher(timeout=3.0, host_delay=0.05) as f:
+    with Fetcher(allow_private=True, timeout=3.0, host_delay=0.05) as f:
         yield f
 
 
@@ -207,6 +215,66 @@ def test_article_corrected_after_publication_is_updated(make_lib, site, fetcher)
     assert hit.url == site.url(GENOVA) and "1,6 miliardi" in lib.article(hit.article_id).text
 
 
+def _fresh_feed(site: NewsSite, days_ago: int = 1) -> str:
+    """The fixture feed with every item published ``days_ago`` days ago (RFC 822 dates)."""
+    when = email.utils.format_datetime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago))
+    return re.sub(r"<pubDate>[^<]+</pubDate>", f"<pubDate>{when}</pubDate>", site.fixture("gazzetta-rss.xml"))
+
+
+@pytest.mark.parametrize("with_etag", [True, False], ids=["etag", "last-modified"])
+def test_a_corrected_page_is_picked_up_while_its_feed_is_unchanged(make_lib, site, fetcher, with_etag):
+    """Issue 19: the site corrects the page and leaves the RSS item alone (the feed answers 304).
+    Recent items are asked for again with their own validators; one refresh brings the new text."""
+    lib = make_lib()
+    feeds = FeedStore(lib.home)
+    for path, name in GAZZETTA.items():
+        site.page(path, fixture=name, conditional=True, etag=with_etag)
+    feeds.add(site.feed(RSS, _fresh_feed(site)))
+    feeds.refresh(lib, fetcher=fetcher)
+    chunks = lib.stats()["chunks"]
+
+    quiet = feeds.refresh(lib, fetcher=fetcher)  # nothing changed: three 304s for the pages, one for the feed
+    assert (quiet.feeds[0].status, quiet.updated, quiet.added, quiet.feeds[0].rechecked) == ("not modified", 0, 0, 3)
+    asked = site.seen(GENOVA)[-1]
+    assert asked.status == 304
+    assert asked.headers.get("If-None-Match" if with_etag else "If-Modified-Since")
+
+    site.page(GENOVA, site.fixture("genova-diga.html").replace("1,3 miliardi", "1,6 miliardi"), conditional=True,
+              etag=with_etag, last_modified=email.utils.formatdate(time.time() + 60, usegmt=True))
+    report = feeds.refresh(lib, fetcher=fetcher)
+
+    assert site.seen(RSS)[-1].status == 304  # the feed itself said nothing
+    assert (report.updated, report.added, report.failed) == (1, 0, 0)
+    text = lib.article(site.url(GENOVA)).text
+    assert "1,6 miliardi di euro" in text and "1,3 miliardi" not in text
+    assert lib.stats()["chunks"] == chunks  # the old version's chunks were replaced, not added to
+    assert "updated 1" in report.summary() and report.to_dict()["updated"] == 1
+
+    site.remove(GENOVA)  # gone (404) after the correction: the stored version stays, no failed item
+    gone = feeds.refresh(lib, fetcher=fetcher)
+    assert (gone.failed, gone.updated) == (0, 0) and "1,6 miliardi" in lib.article(site.url(GENOVA)).text
+    assert any("not rechecked" in note and "404" in note for note in gone.feeds[0].notes)
+    assert {i["status"] for i in feeds.items(feeds.list()[0].name)} == {"stored"}
+
+
+def test_only_recent_items_are_rechecked(make_lib, site, fetcher):
+    lib = make_lib(feed_recheck_days=3)
+    feeds = FeedStore(lib.home)
+    serve_gazzetta(site)  # the fixture's items are from March 2025: long past the window
+    feeds.add(site.feed(RSS, fixture="gazzetta-rss.xml"))
+    feeds.refresh(lib, fetcher=fetcher)
+    pages = len(page_requests(site))
+    again = feeds.refresh(lib, fetcher=fetcher)
+    assert again.feeds[0].rechecked == 0 and len(page_requests(site)) == pages
+
+    off = make_lib(home=lib.home.parent / "off", feed_recheck_days=0)  # the setting turns it off
+    fresh = FeedStore(off.home)
+    fresh.add(site.feed("/feed/fresco.xml", _fresh_feed(site)), name="fresco")
+    fresh.refresh(off, fetcher=fetcher)
+    pages = len(page_requests(site))
+    assert fresh.refresh(off, fetcher=fetcher).feeds[0].rechecked == 0 and len(page_requests(site)) == pages
+
+
 def test_gone_page_is_reported_by_url_the_rest_stored_and_it_is_retried(make_lib, site, fetcher):
     lib = make_lib()
     feeds = FeedStore(lib.home)
@@ -262,7 +330,7 @@ def test_item_errors_are_one_line_each_and_the_rest_is_stored(make_lib, site):
     feeds.add(site.url(RSS))
 
     start = time.monotonic()
-    with Fetcher(timeout=0.5, host_delay=0.05, max_page_mb=1) as fast:
+    with Fetcher(allow_private=True, timeout=0.5, host_delay=0.05, max_page_mb=1) as fast:
         report = feeds.refresh(lib, fetcher=fast)
     elapsed = time.monotonic() - start
 
@@ -530,7 +598,7 @@ def test_plain_text_pages_are_articles_too(site, fetcher):
 ])
 def test_page_faults_become_one_line_fetch_errors(site, setup, kind, reason):
     setup(site)
-    with Fetcher(timeout=2, host_delay=0.01, max_page_mb=0.1) as fetcher, \
+    with Fetcher(allow_private=True, timeout=2, host_delay=0.01, max_page_mb=0.1) as fetcher, \
             pytest.raises(FetchError) as caught:
         fetch_article(site.url("/p"), fetcher=fetcher)
     assert (caught.value.kind, caught.value.reason) == (kind, reason)
@@ -541,7 +609,7 @@ def test_a_robots_refusal_keeps_us_off_the_host_and_robots_is_asked_once(site):
     site.robots("", status=503)
     for path in GAZZETTA:
         site.page(path, fixture=GAZZETTA[path])
-    with Fetcher(host_delay=0.01) as fetcher:
+    with Fetcher(allow_private=True, host_delay=0.01) as fetcher:
         articles, errors = fetch_urls([site.url(p) for p in GAZZETTA], fetcher=fetcher)
     assert articles == [] and len(errors) == 3
     assert [r.path for r in site.requests] == ["/robots.txt"]
@@ -551,7 +619,8 @@ def test_slow_trickle_is_cut_by_the_total_deadline(site):
     site.page("/goccia", "<html><body><article><p>" + "parola " * 200 + "</p></article></body></html>",
               trickle=0.01)  # 1,4 kB at 100 bytes/s: each read is quick, the whole is 14 s
     start = time.monotonic()
-    with Fetcher(timeout=0.6, host_delay=0.01) as fetcher, pytest.raises(FetchError, match="timed out"):
+    with Fetcher(allow_private=True, timeout=0.6, host_delay=0.01) as fetcher, \
+            pytest.raises(FetchError, match="timed out"):
         fetch_article(site.url("/goccia"), fetcher=fetcher)
     assert time.monotonic() - start < 2.5
 
@@ -562,7 +631,7 @@ def test_fetch_urls_is_polite_per_host_and_reports_failures(make_lib, site):
         site.page(path, fixture=name, delay=0.3)  # each answer takes a while: requests overlap
     urls = [site.url(p) for p in paths] + [site.url("/mancante")]
 
-    with Fetcher(host_delay=0.1, timeout=5) as fetcher:
+    with Fetcher(allow_private=True, host_delay=0.1, timeout=5) as fetcher:
         articles, errors = fetch_urls(urls, fetcher=fetcher, workers=6)
 
     assert [a.url for a in articles] == [site.url(p) for p in paths]
@@ -602,6 +671,7 @@ def test_cli_feed_add_refresh_ask_update_and_gone(site, tmp_path, monkeypatch, c
 
     monkeypatch.setenv("CRONACA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CRONACA_FETCH_DELAY", "0.02")
+    monkeypatch.setenv("CRONACA_FETCH_ALLOW_PRIVATE", "1")  # the news site is on 127.0.0.1
     for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("rag.library.make_embedder", lambda config: HashEmbedder())

@@ -230,7 +230,8 @@ def test_ingest_tools_only_when_the_setting_enables_them(hash_sample, make_lib):
     refused = run(_in_memory(closed, lambda c: c.call_tool("add_url", {"url": "http://127.0.0.1/x"})))
     assert refused.is_error
 
-    lib = make_lib(home=closed.home.parent / "open", mcp_ingest=True, fetch_delay=0.05, fetch_timeout=5)
+    lib = make_lib(home=closed.home.parent / "open", mcp_ingest=True, fetch_delay=0.05, fetch_timeout=5,
+                   fetch_allow_private=True)  # the test site is on 127.0.0.1
     with NewsSite() as site:
         site.page("/cronaca/diga", fixture="genova-diga.html")
         url = site.url("/cronaca/diga")

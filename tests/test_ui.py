@@ -306,7 +306,9 @@ def test_the_article_view_shows_metadata_text_and_chunks(sample_app):
     html, chosen, button = sample_app.show_article("en", evt)
     assert chosen == article.id and button["visible"] is True
     assert f"<code>{page.esc(article.id)}</code>" in html and f"Passages ({article.chunks})" in html
-    out = sample_app.delete(article.id, "en", "", ALL_SOURCES, "")
+    kept = sample_app.delete("", article.id, "en", "", ALL_SOURCES, "")  # the reader said no
+    assert lib.article(article.id) is not None and kept[0] == kept[1] == {"__type__": "update"}
+    out = sample_app.delete("yes", article.id, "en", "", ALL_SOURCES, "")
     assert f"Deleted article {article.id}" in out[0] and lib.article(article.id) is None
     assert "24 articles" in out[4]
     assert "no longer stored" in sample_app.detail(article.id, "en")

@@ -184,7 +184,14 @@ def test_an_article_opens_in_a_detail_view_and_can_be_deleted(browser, sample_li
         detail.locator("summary", has_text="Passages").click()
         assert detail.locator(".article-chunks li").count() == article.chunks
         shot(pg, "article-detail.png")
-        pg.on("dialog", lambda d: d.accept())
+        asked: list[str] = []
+        pg.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))  # the reader says no
+        pg.locator("#delete").click()
+        pg.wait_for_timeout(2000)
+        assert asked and "delete" in asked[0].lower()
+        assert sample_lib.article(article.id) is not None and archive_count(pg) == 25
+        assert "Deleted" not in pg.locator("#upload-report").inner_text()
+        pg.once("dialog", lambda d: (asked.append(d.message), d.accept()))  # and then yes
         pg.locator("#delete").click()
         pg.wait_for_function("() => (document.querySelector('#upload-report')?.innerText || '').includes('Deleted')",
                              timeout=30_000)
@@ -218,6 +225,7 @@ def test_uploads_speak_the_readers_language(browser, sample_lib, tmp_path):
 
 # ---- feeds ------------------------------------------------------------------------------------------------
 def test_feeds_are_added_refreshed_and_removed_from_the_page(browser, sample_lib):
+    sample_lib.config = sample_lib.config.with_(fetch_allow_private=True)  # the news site is on 127.0.0.1
     with NewsSite() as site:
         for path, fixture in (("/cronaca/2025/03/12/genova-diga-collaudo", "genova-diga.html"),
                               ("/cronaca/2025/03/14/firenze-tram-linea-3", "firenze-tram.html"),

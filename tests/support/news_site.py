@@ -109,7 +109,8 @@ class NewsSite:
             body = self.fixture(fixture)
         data = body.encode("utf-8") if isinstance(body, str) else (body or b"")
         with self._lock:
-            self.routes[path] = Route(body=data, last_modified=formatdate(time.time(), usegmt=True), **options)
+            options.setdefault("last_modified", formatdate(time.time(), usegmt=True))
+            self.routes[path] = Route(body=data, **options)
         return self.url(path)
 
     def feed(self, path: str, body: str | bytes | None = None, *, fixture: str | None = None,
