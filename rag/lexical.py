@@ -236,6 +236,10 @@ class LexicalIndex:
         return {searcher.doc(address)["id"][0] for _, address in found.hits}
 
     @property
+    def ids(self) -> list[str]:
+        return sorted(self.all_ids())
+
+    @property
     def vocab(self) -> dict[str, int]:
         """Every indexed word -> its document frequency, read from the term dictionary once per
         reload (the answerer asks whether a name is known at all)."""
