@@ -107,7 +107,9 @@ def load_sentences() -> dict[str, list[str]]:
                     out[lang] += _split(para["context"], lang)
     pairs = SHARED / "italian-news-pairs" / "pairs_dev.jsonl"
     if pairs.exists():
-        for line in pairs.read_text(encoding="utf-8").splitlines():
+        for line in pairs.read_text(encoding="utf-8").split("\n"):
+            if not line.strip():
+                continue
             record = json.loads(line)
             out["it"] += [v for k, v in record.items() if isinstance(v, str) and len(v) > 30 and " " in v]
     if not out["en"]:

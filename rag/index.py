@@ -162,9 +162,7 @@ class Index:
                 if changed is not None:
                     self._apply(changed, generation)
                 else:
-                    scan = self._scan(generation)
-                    self.lexical.rebuild(scan.rows, stamp=generation)
-                    self.problems = scan.problems
+                    self._rebuild(generation)
                 return True
             finally:
                 self._lock.release()
@@ -185,32 +183,48 @@ class Index:
 
     def _scan(self, generation: str) -> _Scan:
         """Walk every record and chunk: the committed rows, and whatever does not fit."""
-        records = {a.id: a for a in self._store.list_articles()}
-        rows: list[tuple[str, str, str, dict]] = []
+        problems: list[Problem] = []
+        rows = list(self._committed_rows(problems))
+        return _Scan(generation, rows, problems)
+
+    def _rebuild(self, generation: str) -> None:
+        """BM25 from a full scan, streamed from Chroma into the index (a million chunks never
+        sit in memory at once)."""
+        problems: list[Problem] = []
+        self.lexical.rebuild(self._committed_rows(problems), stamp=generation)
+        self.problems = problems
+
+    def _committed_rows(self, problems: list[Problem]) -> Iterator[tuple[str, str, str, dict]]:
+        """Every committed chunk as a BM25 row; once exhausted, what does not fit is in ``problems``."""
+        listed = self._store.list_articles()
+        records = {a.id: a.content_hash for a in listed}
+        chunks_of = {a.id: a.chunks for a in listed}
+        del listed
         orphans: dict[str, list[str]] = defaultdict(list)
         stale: dict[str, list[str]] = defaultdict(list)
         committed: Counter[str] = Counter()
+        read = 0
         for batch, (ids, docs, metas) in enumerate(self._store.iter_chunks(), 1):
             if batch % 25 == 0:
-                log.info("scanning %s: %d chunks read", self.where(), len(rows))
+                log.info("scanning %s: %d chunks read", self.where(), read)
+            read += len(ids)
             for cid, doc, meta in zip(ids, docs, metas):
                 meta = meta or {}
                 aid = meta.get("article_id", "")
-                record = records.get(aid)
-                if record is None:
+                content_hash = records.get(aid)
+                if content_hash is None:
                     orphans[aid].append(cid)
-                elif meta.get("content_hash") != record.content_hash:
+                elif meta.get("content_hash") != content_hash:
                     stale[aid].append(cid)
                 else:
                     committed[aid] += 1
-                    rows.append(_row(cid, doc, meta))
-        problems = [Problem("orphan_chunks", f"{len(c)} chunk(s) of '{a}' have no article record "
-                            "(a write was interrupted)", a, c) for a, c in orphans.items()]
+                    yield _row(cid, doc, meta)
+        problems += [Problem("orphan_chunks", f"{len(c)} chunk(s) of '{a}' have no article record "
+                             "(a write was interrupted)", a, c) for a, c in orphans.items()]
         problems += [Problem("stale_chunks", f"{len(c)} chunk(s) of an older version of '{a}' were not "
                              "removed", a, c) for a, c in stale.items()]
-        problems += [Problem("missing_chunks", f"article '{a}' has {committed[a]} of its {r.chunks} chunk(s)", a)
-                     for a, r in records.items() if committed[a] < max(1, r.chunks)]
-        return _Scan(generation, rows, problems)
+        problems += [Problem("missing_chunks", f"article '{a}' has {committed[a]} of its {n} chunk(s)", a)
+                     for a, n in chunks_of.items() if committed[a] < max(1, n)]
 
     def write_interrupted(self) -> bool:
         """A pending generation that no live writer owns: a write was killed."""
@@ -304,9 +318,7 @@ class Index:
             self._store.set_generation(final)
             if not self.config.chroma_host:
                 self._reopen()
-            scan = self._scan(final)
-            self.lexical.rebuild(scan.rows, stamp=final)
-            self.problems = scan.problems
+            self._rebuild(final)
             return
         self.lexical.update(add=writer.added, remove=writer.removed)
         self._store.log_change(final, before, writer.changes)

@@ -211,6 +211,8 @@ class LexicalIndex:
         for _, address in found.hits:
             doc = searcher.doc(address)
             out[doc["id"][0]] = (doc["article_id"][0] if doc["article_id"] else "", int(doc["date_int"][0]))
+        if len(self._articles) > 200_000:
+            self._articles.clear()  # a long-running server touches the whole archive in time
         self._articles.update((cid, v[0]) for cid, v in out.items())
         return out
 

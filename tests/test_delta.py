@@ -27,9 +27,9 @@ THIRD = {"id": "ponte", "title": "Messina, il ponte sullo Stretto ha il via libe
 
 def _no_scan(monkeypatch):
     """Any full scan of Chroma from now on fails the test."""
-    def refuse(self, generation):
+    def refuse(self, problems):
         raise AssertionError("a full scan where a delta was expected")
-    monkeypatch.setattr(Index, "_scan", refuse)
+    monkeypatch.setattr(Index, "_committed_rows", refuse)
 
 
 def _spy_apply(monkeypatch) -> list[set[str]]:
@@ -72,9 +72,9 @@ from rag.index import Index
 from rag.library import Library
 
 applied, scans = [], []
-original_apply, original_scan = Index._apply, Index._scan
+original_apply, original_rebuild = Index._apply, Index._rebuild
 Index._apply = lambda self, changed, gen: (applied.append(sorted(changed)), original_apply(self, changed, gen))[1]
-Index._scan = lambda self, gen: (scans.append(gen), original_scan(self, gen))[1]
+Index._rebuild = lambda self, gen: (scans.append(gen), original_rebuild(self, gen))[1]
 lib = Library(make_config(Path({home!r}), chroma_host={host!r}, chroma_port={port}), embedder=HashEmbedder())
 hits = [h.article_id for h in lib.search("ponte sullo Stretto di Messina", k=3, mode="bm25").hits]
 print(json.dumps({{"applied": applied, "scans": len(scans), "hits": hits,
