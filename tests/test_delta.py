@@ -129,3 +129,13 @@ def test_a_second_machine_receives_a_delta(make_lib, tmp_path, monkeypatch):
         assert b.index.lexical.stamp == b.index.store.generation()
         assert {h.article_id for h in b.search("diga del porto di Genova", mode="bm25").hits} >= {"diga"}
         assert_consistent(b)
+
+        # a repair on A rebuilds A's BM25 and logs a rescan: B rescans too
+        rebuilt = []
+        original = Index._rebuild
+        monkeypatch.setattr(Index, "_rebuild", lambda self, gen: (rebuilt.append(self.home), original(self, gen))[1])
+        a.index.repair()
+        time.sleep(b.index.CHECK_EVERY)
+        b.search("diga", mode="bm25")
+        assert rebuilt == [tmp_path / "a", tmp_path / "b"]
+        assert_consistent(b)
