@@ -51,7 +51,7 @@ from rag.store import Store, StoreError, chunk_metadata, forget_embedded_client
 
 PENDING = "w:"  # generation prefix while a write is under way
 INTERRUPTED_AFTER = 600.0  # seconds: a pending write older than this on a shared server was killed
-log = logging.getLogger(__name__)
+log = logging.getLogger("cronaca.index")  # shown by `cronaca serve`
 
 
 class IndexBusy(RuntimeError):
@@ -203,10 +203,10 @@ class Index:
         orphans: dict[str, list[str]] = defaultdict(list)
         stale: dict[str, list[str]] = defaultdict(list)
         committed: Counter[str] = Counter()
-        read = 0
+        read, total = 0, self._store.count_chunks()
         for batch, (ids, docs, metas) in enumerate(self._store.iter_chunks(), 1):
-            if batch % 25 == 0:
-                log.info("scanning %s: %d chunks read", self.where(), read)
+            if batch % 25 == 0:  # a new machine on a large archive: minutes, so say how far
+                log.info("building BM25 from %s: %d of %d chunks read", self.where(), read, total)
             read += len(ids)
             for cid, doc, meta in zip(ids, docs, metas):
                 meta = meta or {}
