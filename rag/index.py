@@ -147,8 +147,10 @@ class Index:
                 self._reopen()
             if not force and self._in_step(generation):
                 return True
-            if generation.startswith(PENDING) and not force and not self.write_interrupted():
+            if (generation.startswith(PENDING) and self.lexical.stamp and not force
+                    and not self.write_interrupted()):
                 return False  # a write under way: the last committed state until it commits
+            # (a home with nothing yet, a new machine joining during a long ingest, scans now)
             try:
                 self._lock.acquire(timeout=0)  # this home's BM25 files are written under its lock
             except Timeout:
