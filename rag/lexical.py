@@ -101,6 +101,15 @@ def _document(row: Row) -> tantivy.Document:
         body=" ".join(tokenize(f"{title}\n{text}", lang)), title=" ".join(tokenize(title, lang)))
 
 
+def _keep(doc: tantivy.Document, held: dict[str, tuple[str, int]]) -> str:
+    """Note a stored chunk's article and date; its id."""
+    if len(held) > 200_000:  # a long-running server touches the whole archive in time
+        held.clear()
+    cid = doc["id"][0]
+    held[cid] = (doc["article_id"][0] if doc["article_id"] else "", int(doc["date_int"][0]))
+    return cid
+
+
 class LexicalIndex:
     """The home's tantivy index. ``stamp`` is the store generation this process's searcher
     reflects; the files may be ahead of it until ``reload``."""
@@ -112,7 +121,6 @@ class LexicalIndex:
         self.write_lock = threading.Lock()  # one writer at a time in this process
         self._index = self._open()
         self.stamp = ""
-        self._articles: dict[str, str] = {}  # chunk id -> article id, as met (ids never move)
         self.reload()
 
     def _open(self) -> tantivy.Index:
@@ -148,6 +156,9 @@ class LexicalIndex:
             self._searcher = self._index.searcher()
             self._idf: dict[str, float] = {}
             self._vocab: dict[str, int] | None = None
+            # chunk id -> (article id, date) and ids not held, for this searcher: swapped with it
+            self._view: tuple[tantivy.Searcher, dict[str, tuple[str, int]], set[str]] = (
+                self._searcher, {}, set())
             self.stamp = stamp
 
     def save(self, stamp: str = "") -> None:
@@ -201,29 +212,28 @@ class LexicalIndex:
     # -- lookups --------------------------------------------------------------------------------
 
     def _docs(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
-        """chunk id -> (article id, YYYYMMDD) for the chunks of ``ids`` held here."""
+        """chunk id -> (article id, YYYYMMDD) for the chunks of ``ids`` held here. What one
+        searcher holds never changes, so answers are kept until the next reload (a question
+        asks about the same candidates for dense, proximity and dates)."""
         ids = list(dict.fromkeys(ids))
-        if not ids:
-            return {}
-        searcher = self._searcher
-        found = searcher.search(Q.term_set_query(self.schema, "id", ids), limit=len(ids), count=False)
-        out = {}
-        for _, address in found.hits:
-            doc = searcher.doc(address)
-            out[doc["id"][0]] = (doc["article_id"][0] if doc["article_id"] else "", int(doc["date_int"][0]))
-        if len(self._articles) > 200_000:
-            self._articles.clear()  # a long-running server touches the whole archive in time
-        self._articles.update((cid, v[0]) for cid, v in out.items())
-        return out
+        searcher, held, absent = self._view
+        missing = [cid for cid in ids if cid not in held and cid not in absent]
+        if missing:
+            found = searcher.search(Q.term_set_query(self.schema, "id", missing), limit=len(missing), count=False)
+            for _, address in found.hits:
+                _keep(searcher.doc(address), held)
+            if len(absent) > 200_000:
+                absent.clear()
+            absent.update(cid for cid in missing if cid not in held)
+        return {cid: held[cid] for cid in ids if cid in held}
 
     def lookup(self, ids: Iterable[str]) -> dict[str, str]:
         """chunk id -> article id, for the chunks of ``ids`` that are committed (held here)."""
         return {cid: v[0] for cid, v in self._docs(ids).items()}
 
     def article_of(self, chunk_id: str) -> str:
-        if chunk_id not in self._articles:
-            self._docs([chunk_id])
-        return self._articles.get(chunk_id, "")
+        got = self._docs([chunk_id]).get(chunk_id)
+        return got[0] if got else ""
 
     def dates(self, ids: Iterable[str]) -> dict[str, int]:
         """chunk id -> YYYYMMDD (0 when undated), for the chunks held here."""
@@ -278,7 +288,7 @@ class LexicalIndex:
         """The ``n`` best chunks with a positive score. ``title_boost`` adds that share of the
         title field's score; ``prf_terms`` adds up to that many words of the first results
         (pseudo-relevance feedback); ``expand`` gives English names their Italian spelling."""
-        searcher = self._searcher  # one commit for the whole search
+        searcher, held, _ = self._view  # one commit for the whole search
         tokens = [t for t in query_tokens(query, lang, expand) if self.idf(t) > 0]
         if not tokens or n <= 0:
             return []
@@ -300,10 +310,7 @@ class LexicalIndex:
                 hits = run(words + [Q.boost_query(Q.term_query(self.schema, "body", t), PRF_WEIGHT) for t in extra])
         out = []
         for score, address in hits:
-            doc = searcher.doc(address)
-            cid = doc["id"][0]
-            self._articles[cid] = doc["article_id"][0] if doc["article_id"] else ""
-            out.append((cid, float(score)))
+            out.append((_keep(searcher.doc(address), held), float(score)))
         return [r for r in out if r[1] > 0]
 
     def _feedback(self, docs: list, scores: list[float], tokens: list[str], limit: int) -> list[str]:
