@@ -7,20 +7,29 @@ Invariants, which every other module relies on:
   BM25 holds exactly them, and dense hits outside BM25's set are dropped. So a write killed
   half-way (chunks without a record, old chunks not yet removed) never shows in an answer.
 * Every write changes the store's *generation*, a token kept in Chroma itself, so every process
-  and every machine sharing a Chroma server sees it. A reader whose BM25 was built at another
-  generation rebuilds it from Chroma and, for embedded Chroma, reopens the client, whose vector
-  index is cached per process. Counting chunks is not enough: an update keeps the count.
+  and every machine sharing a Chroma server sees it (counting chunks is not enough: an update
+  keeps the count). Each write also logs, in Chroma, which articles it added, replaced or
+  removed since the generation before it (``Store.log_change``).
+* BM25 (``rag.lexical``, tantivy) lives on disk in the home and is shared by the home's
+  processes; its ``stamp`` says which generation it reflects. A process that sees a new
+  generation reloads it (a writer of this home has already updated it) or, when the home is
+  behind (a write from another machine), applies only the logged changes since its stamp, under
+  the home's lock. It rebuilds from a full scan of Chroma only when the log does not link its
+  stamp to the generation (too old, a rescan, a killed write), or when ``repair`` asks. Embedded
+  Chroma is reopened too: its client caches the vector index per process.
 * Writes happen inside ``writing()``: under the home's write lock, the generation is marked
   pending, chunks go in first, then records, then superseded chunks are removed; at the end BM25
-  is updated and saved under the lock and the generation committed. Leftovers of a killed write
-  are found by ``check()`` and removed by ``repair()`` (``cronaca doctor``), which also runs at
-  start when a write was interrupted.
+  is updated and committed, the change logged and the generation committed. While a generation
+  is pending, readers keep the last committed BM25. Leftovers of a killed write are found by
+  ``check()`` and removed by ``repair()`` (``cronaca doctor``), which also runs at start when a
+  write was interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import socket
 import threading
 import time
@@ -42,6 +51,7 @@ from rag.store import Store, StoreError, chunk_metadata, forget_embedded_client
 
 PENDING = "w:"  # generation prefix while a write is under way
 INTERRUPTED_AFTER = 600.0  # seconds: a pending write older than this on a shared server was killed
+log = logging.getLogger("cronaca.index")  # shown by `cronaca serve`
 
 
 class IndexBusy(RuntimeError):
@@ -124,63 +134,99 @@ class Index:
             self._sync_lock.release()
 
     def sync(self, force: bool = False) -> bool:
-        """Rebuild BM25 (and reopen embedded Chroma) when the store moved on since we built it."""
+        """Bring BM25 (and embedded Chroma) to the store's generation: reload what this home's
+        writer committed, else apply the logged changes since our stamp, else (or ``force``)
+        rebuild from a full scan. While a write is pending, keep what is committed. Returns
+        whether anything moved."""
         with self._sync_lock:
             generation = self._store.generation()
-            in_step = generation == self.lexical.stamp and (
-                generation or len(self.lexical) == self._store.count_chunks())
-            if in_step and not force:
+            if not force and self._in_step(generation):
                 return False
+            self.lexical.reload()  # a writer of this home may have committed it already
             if not self.config.chroma_host:
                 self._reopen()
+            if not force and self._in_step(generation):
+                return True
+            if (generation.startswith(PENDING) and self.lexical.stamp and not force
+                    and not self.write_interrupted()):
+                return False  # a write under way: the last committed state until it commits
+            # (a home with nothing yet, a new machine joining during a long ingest, scans now)
+            try:
+                self._lock.acquire(timeout=0)  # this home's BM25 files are written under its lock
+            except Timeout:
+                return False  # this home's writer is at it: it brings the files along
+            try:
+                self.lexical.reload()
                 generation = self._store.generation()
-            scan = self._scan(generation)
-            self.lexical.rebuild(scan.rows, stamp=generation)
-            self.problems = scan.problems
-            self._save_if_free()
-            return True
+                if not force and self._in_step(generation):
+                    return True
+                changed = None if force else self._store.changes_since(self.lexical.stamp, generation)
+                if changed is not None:
+                    self._apply(changed, generation)
+                else:
+                    self._rebuild(generation)
+                return True
+            finally:
+                self._lock.release()
+
+    def _in_step(self, generation: str) -> bool:
+        return generation == self.lexical.stamp and bool(generation or len(self.lexical) == self._store.count_chunks())
+
+    def _apply(self, changed: set[str], generation: str) -> None:
+        """A delta: each changed article's chunks out of BM25, its committed chunks (if any) in."""
+        articles = sorted(changed)
+        rows = [_row(cid, doc, meta) for cid, doc, meta in self._store.committed_chunks(articles)]
+        self.lexical.update(add=rows, articles=articles)
+        self.lexical.save(generation)
 
     def _reopen(self) -> None:
         forget_embedded_client(self.config)
         self._store = Store(self.config, self.embedder)
 
-    def _save_if_free(self) -> None:
-        """A reader saves its rebuilt BM25 only when no writer is busy: writers own the files."""
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            return
-        try:
-            self.lexical.save()
-        finally:
-            self._lock.release()
-
     def _scan(self, generation: str) -> _Scan:
         """Walk every record and chunk: the committed rows, and whatever does not fit."""
-        records = {a.id: a for a in self._store.list_articles()}
-        rows: list[tuple[str, str, str, dict]] = []
+        problems: list[Problem] = []
+        rows = list(self._committed_rows(problems))
+        return _Scan(generation, rows, problems)
+
+    def _rebuild(self, generation: str) -> None:
+        """BM25 from a full scan, streamed from Chroma into the index (a million chunks never
+        sit in memory at once)."""
+        problems: list[Problem] = []
+        self.lexical.rebuild(self._committed_rows(problems), stamp=generation)
+        self.problems = problems
+
+    def _committed_rows(self, problems: list[Problem]) -> Iterator[tuple[str, str, str, dict]]:
+        """Every committed chunk as a BM25 row; once exhausted, what does not fit is in ``problems``."""
+        listed = self._store.list_articles()
+        records = {a.id: a.content_hash for a in listed}
+        chunks_of = {a.id: a.chunks for a in listed}
+        del listed
         orphans: dict[str, list[str]] = defaultdict(list)
         stale: dict[str, list[str]] = defaultdict(list)
         committed: Counter[str] = Counter()
-        for ids, docs, metas in self._store.iter_chunks():
+        read, total = 0, self._store.count_chunks()
+        for batch, (ids, docs, metas) in enumerate(self._store.iter_chunks(), 1):
+            if batch % 25 == 0:  # a new machine on a large archive: minutes, so say how far
+                log.info("building BM25 from %s: %d of %d chunks read", self.where(), read, total)
+            read += len(ids)
             for cid, doc, meta in zip(ids, docs, metas):
                 meta = meta or {}
                 aid = meta.get("article_id", "")
-                record = records.get(aid)
-                if record is None:
+                content_hash = records.get(aid)
+                if content_hash is None:
                     orphans[aid].append(cid)
-                elif meta.get("content_hash") != record.content_hash:
+                elif meta.get("content_hash") != content_hash:
                     stale[aid].append(cid)
                 else:
                     committed[aid] += 1
-                    rows.append(_row(cid, doc, meta))
-        problems = [Problem("orphan_chunks", f"{len(c)} chunk(s) of '{a}' have no article record "
-                            "(a write was interrupted)", a, c) for a, c in orphans.items()]
+                    yield _row(cid, doc, meta)
+        problems += [Problem("orphan_chunks", f"{len(c)} chunk(s) of '{a}' have no article record "
+                             "(a write was interrupted)", a, c) for a, c in orphans.items()]
         problems += [Problem("stale_chunks", f"{len(c)} chunk(s) of an older version of '{a}' were not "
                              "removed", a, c) for a, c in stale.items()]
-        problems += [Problem("missing_chunks", f"article '{a}' has {committed[a]} of its {r.chunks} chunk(s)", a)
-                     for a, r in records.items() if committed[a] < max(1, r.chunks)]
-        return _Scan(generation, rows, problems)
+        problems += [Problem("missing_chunks", f"article '{a}' has {committed[a]} of its {n} chunk(s)", a)
+                     for a, n in chunks_of.items() if committed[a] < max(1, n)]
 
     def write_interrupted(self) -> bool:
         """A pending generation that no live writer owns: a write was killed."""
@@ -208,12 +254,13 @@ class Index:
             generation = self._store.generation()
             if not self.config.chroma_host:
                 self._reopen()
+            self.lexical.reload()
             scan = self._scan(generation)
             problems = list(scan.problems)
             if self.write_interrupted():
                 problems.append(Problem("interrupted", "a write was interrupted before it finished"))
             want = {r[0] for r in scan.rows}
-            have = set(self.lexical.ids)
+            have = self.lexical.all_ids()
             if want != have or self.lexical.stamp != generation:
                 problems.append(Problem(
                     "bm25", f"the BM25 index is out of step with Chroma ({len(have - want)} chunk(s) too "
@@ -249,33 +296,36 @@ class Index:
         try:
             with self._sync_lock:
                 self.sync()  # start from what is stored now, whoever wrote it
+                before = self._store.generation()
                 pending = f"{PENDING}{uuid.uuid4().hex}:{self._writer}:{int(time.time())}"
                 self._store.set_generation(pending)
                 writer = _Writer(self)
                 try:
                     yield writer
                 finally:
-                    self._commit(writer, pending)
+                    self._commit(writer, pending, before)
         finally:
             self._lock.release()
 
-    def _commit(self, writer: _Writer, pending: str) -> None:
+    def _commit(self, writer: _Writer, pending: str, before: str) -> None:
         """BM25 catches up with what was written (even after a failure: committed is committed),
-        then the generation moves on. Someone else wrote meanwhile? Then rebuild from Chroma."""
+        the change is logged, then the generation moves on. Someone else wrote meanwhile, or
+        BM25 was not at the generation we started from? Then rebuild from Chroma, and log a
+        rescan for the others."""
         concurrent = self._store.generation() != pending
+        in_step = before == self.lexical.stamp and not before.startswith(PENDING)
         final = uuid.uuid4().hex
-        if writer.rebuild or concurrent:
+        if writer.rebuild or concurrent or not in_step:
+            self._store.log_change(final, "", writer.changes)
             self._store.set_generation(final)
             if not self.config.chroma_host:
                 self._reopen()
-            scan = self._scan(final)
-            self.lexical.rebuild(scan.rows, stamp=final)
-            self.problems = scan.problems
-        else:
-            self.lexical.update(add=writer.added, remove=writer.removed)
-            self._store.set_generation(final)
-            self.lexical.stamp = final
-        self.lexical.save()
+            self._rebuild(final)
+            return
+        self.lexical.update(add=writer.added, remove=writer.removed)
+        self._store.log_change(final, before, writer.changes)
+        self._store.set_generation(final)
+        self.lexical.save(final)
 
     def delete(self, article_id: str, timeout: float = 600) -> bool:
         with self.writing(timeout=timeout) as w:
@@ -284,11 +334,10 @@ class Index:
     # -- reads --------------------------------------------------------------------------------
 
     def committed(self, chunk_id: str) -> bool:
-        return chunk_id in self.lexical.article_map()
+        return bool(self.lexical.lookup([chunk_id]))
 
     def dense(self, vector: np.ndarray, n: int, filters: Filters | None = None
               ) -> list[tuple[str, float, str, dict[str, Any]]]:
-        known = self.lexical.article_map()
         try:
             found = self._store.dense_search(vector, n, filters)
         except StoreError:
@@ -303,6 +352,7 @@ class Index:
                 finally:
                     self._sync_lock.release()
             found = self._store.dense_search(vector, n, filters)
+        known = self.lexical.lookup(r[0] for r in found)
         return [r for r in found if r[0] in known]
 
     def bm25(self, query: str, lang: str, n: int, filters: Filters | None = None, *, title_boost: float = 0.0,
@@ -325,7 +375,7 @@ class Index:
         return sorted(rows, key=lambda r: int(r[2].get("chunk_index") or 0))
 
     def article_of(self, chunk_id: str) -> str:
-        return self.lexical.article_map().get(chunk_id, "")
+        return self.lexical.article_of(chunk_id)
 
     @property
     def vocabulary(self) -> dict[str, int]:
@@ -353,12 +403,13 @@ class Index:
 
 class _Writer:
     """What a write may do, only inside ``Index.writing()``: BM25 changes are collected and
-    applied once when the block ends."""
+    applied once when the block ends, and which articles changed is logged for the others."""
 
     def __init__(self, index: Index) -> None:
         self.index = index
         self.added: list[tuple[str, str, str, dict]] = []
         self.removed: list[str] = []
+        self.changes: dict[str, list[str]] = {"added": [], "replaced": [], "removed": []}
         self.rebuild = False
 
     def put(self, batch: Sequence[Prepared]) -> None:
@@ -381,6 +432,7 @@ class _Writer:
                            [len(p.chunks) for p in batch])
         self.added += [_row(i, d, m) for i, d, m in zip(ids, docs, metas)]
         for p in batch:
+            self.changes["replaced" if p.is_update else "added"].append(p.article.id)
             if p.is_update:
                 stale = store.stale_chunk_ids(p.article.id, p.article.content_hash)
                 store.delete_chunks(stale)
@@ -397,4 +449,5 @@ class _Writer:
         store.delete_records([article_id])
         store.delete_chunks(ids)
         self.removed += ids
+        self.changes["removed"].append(article_id)
         return True

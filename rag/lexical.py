@@ -1,20 +1,31 @@
-"""BM25 over chunks with bm25s, persisted next to the store and updated on ingest.
+"""BM25 over chunks with tantivy: one index on disk per home, updated in place, read by every
+process of that home.
 
-bm25s has no incremental add, so we keep the tokenised corpus (vocabulary ids, compact numpy)
-and re-index it once per ingest batch: seconds at 100k chunks, never per query. Filters
-(date range, source) become a weight mask so BM25 and Chroma see the same candidate set.
+tantivy indexes in segments: an update deletes and adds only the chunks it names and commits
+(a new segment, merged in the background), so a write costs what it writes, not what is stored.
+A commit is atomic (tantivy swaps its ``meta.json``): a killed write leaves the last commit, never
+half of one. Each process reads through a searcher that it reloads only when the store's
+generation moves (``reload``), so a search sees one commit from start to end. The generation the
+files reflect is kept next to them in ``stamp``, written after the commit; ``rag.index`` compares
+it with the store's and applies what changed since (or rebuilds, see there).
 
-Besides the chunk text (which starts with the article's title), the title is indexed as a field
-of its own: a news title names the subject, so a question's words met there weigh more
-(``title_boost``). The query side is handled here too, never by changing ``rag.text.tokenize``
-(shared with citations and the answerer): English names of places and competitions get their
-Italian spelling, and optional pseudo-relevance feedback adds words of the first results.
-``proximity`` scores how many of a question's adjacent word pairs a chunk has adjacent too.
+Words are ours, not tantivy's: ``rag.text.tokenize`` (folded, stemmed, stopwords dropped, shared
+with citations and the answerer) makes the terms, indexed with tantivy's whitespace tokenizer.
+Fields: ``body`` (the title, then the chunk text, with positions), ``title`` (the article's title:
+a news title names the subject, so a question's words met there weigh more, ``title_boost``),
+``date_int`` and ``source`` (filters, so BM25 and Chroma see the same candidate set), ``id`` and
+``article_id``. The engine scores (BM25), boosts fields, filters, matches phrases (the
+``proximity`` bonus: a question's adjacent word pairs found adjacent) and counts documents per
+word (idf, for proximity, coverage and feedback).
+
+The query side is handled here too, never by changing ``rag.text.tokenize``: English names of
+places and competitions get their Italian spelling, and optional pseudo-relevance feedback adds
+words of the first results.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 import shutil
@@ -23,18 +34,21 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-import bm25s
 import numpy as np
-from bm25s.tokenization import Tokenized
+import tantivy
 
 from rag.text import fold, tokenize
 
-TITLE_K1, TITLE_B = 1.2, 0.0  # titles are a few words: no length normalisation
 PRF_DOCS = 3  # feedback documents for pseudo-relevance feedback
 PRF_WEIGHT = 0.2  # weight of each expansion word against 1 for a word of the question
 # a question of two words has one pair, and whether a chunk has it adjacent is all or nothing,
 # said again by both words' own BM25 scores: proximity speaks from two pairs (three words) on
 PROXIMITY_MIN_PAIRS = 2
+WRITER_HEAP = 64_000_000  # bytes tantivy buffers before it writes a segment
+STAMP = "stamp"
+
+Q, Occur = tantivy.Query, tantivy.Occur
+Row = tuple[str, str, str, dict]  # (chunk id, text, lang, metadata)
 
 
 @lru_cache(maxsize=1)
@@ -64,202 +78,208 @@ def query_tokens(query: str, lang: str, expand: bool = False) -> list[str]:
     return tokens
 
 
+
+
+def _schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("id", stored=True, tokenizer_name="raw")
+    sb.add_text_field("article_id", stored=True, tokenizer_name="raw")
+    sb.add_text_field("source", tokenizer_name="raw")
+    sb.add_integer_field("date_int", stored=True, indexed=True, fast=True)
+    sb.add_text_field("body", stored=True, tokenizer_name="whitespace", index_option="position")
+    sb.add_text_field("title", tokenizer_name="whitespace", index_option="freq")
+    return sb.build()
+
+
+def _document(row: Row) -> tantivy.Document:
+    """The one way a chunk becomes a tantivy document, for ingest and for a rebuild alike."""
+    cid, text, lang, meta = row
+    title = meta.get("title", "") or ""
+    return tantivy.Document(
+        id=cid, article_id=meta.get("article_id", "") or "", source=meta.get("source", "") or "",
+        date_int=int(meta.get("date_int") or 0),
+        body=" ".join(tokenize(f"{title}\n{text}", lang)), title=" ".join(tokenize(title, lang)))
+
+
+def _keep(doc: tantivy.Document, held: dict[str, tuple[str, int]]) -> str:
+    """Note a stored chunk's article and date; its id."""
+    if len(held) > 200_000:  # a long-running server touches the whole archive in time
+        held.clear()
+    cid = doc["id"][0]
+    held[cid] = (doc["article_id"][0] if doc["article_id"] else "", int(doc["date_int"][0]))
+    return cid
+
+
 class LexicalIndex:
-    FILES = ("meta.json", "tokens.npy", "offsets.npy", "date_int.npy", "title_tokens.npy", "title_offsets.npy")
+    """The home's tantivy index. ``stamp`` is the store generation this process's searcher
+    reflects; the files may be ahead of it until ``reload``."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.lock = threading.Lock()  # guards the swap of a new index
-        self.write_lock = threading.Lock()  # one writer at a time
-        self.ids: list[str] = []
-        self.article_ids: list[str] = []
-        self.sources: list[str] = []
-        self.date_int = np.zeros(0, dtype=np.int64)
-        self.docs: list[np.ndarray] = []  # vocabulary ids per chunk (title, then text)
-        self.titles: list[np.ndarray] = []  # vocabulary ids of each chunk's article title
-        self.vocab: dict[str, int] = {}
-        self.stamp = ""  # the store generation this index reflects (see rag.index)
-        self.model: bm25s.BM25 | None = None
-        self.title_model: bm25s.BM25 | None = None
-        self.idf = np.zeros(0, dtype=np.float32)  # per vocabulary id, for proximity and feedback
-        self._load()
+        self.schema = _schema()
+        self.lock = threading.Lock()  # guards the swap of a new searcher
+        self.write_lock = threading.Lock()  # one writer at a time in this process
+        self._index = self._open()
+        self.stamp = ""
+        self.reload()
+
+    def _open(self) -> tantivy.Index:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if tantivy.Index.exists(str(self.dir)):
+                return tantivy.Index.open(str(self.dir))
+        except ValueError:
+            pass
+        # nothing, or an index of another format (bm25s before tantivy): start empty; the unknown
+        # stamp makes rag.index rebuild it from the store
+        for child in self.dir.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        return tantivy.Index(self.schema, path=str(self.dir))
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._searcher.num_docs
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        if not (self.dir / "meta.json").exists():
-            return
+    def disk_stamp(self) -> str:
+        """The generation the committed files reflect."""
         try:
-            meta = json.loads((self.dir / "meta.json").read_text(encoding="utf-8"))
-            tokens = np.load(self.dir / "tokens.npy")
-            offsets = np.load(self.dir / "offsets.npy")
-            self.date_int = np.load(self.dir / "date_int.npy")
-        except (OSError, ValueError, json.JSONDecodeError):
-            return  # unreadable: start empty; the retriever resyncs from the store
-        self.ids, self.article_ids, self.sources = meta["ids"], meta["article_ids"], meta["sources"]
-        self.vocab, self.stamp = meta["vocab"], meta.get("stamp", "")
-        self.docs = [tokens[offsets[i] : offsets[i + 1]] for i in range(len(self.ids))]
-        try:
-            title_tokens = np.load(self.dir / "title_tokens.npy")
-            title_offsets = np.load(self.dir / "title_offsets.npy")
-            self.titles = [title_tokens[title_offsets[i] : title_offsets[i + 1]] for i in range(len(self.ids))]
-        except (OSError, ValueError, IndexError):
-            # saved before titles were a field: searchable as before, and an unknown stamp makes
-            # the index rebuild itself from the store at the next refresh
-            self.titles = [np.zeros(0, dtype=np.int32) for _ in self.ids]
-            self.stamp = ""
-        self._reindex()
+            return (self.dir / STAMP).read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
+    def reload(self) -> None:
+        """See the last commit (by any process of this home) and the stamp written with it."""
+        with self.lock:
+            stamp = self.disk_stamp()  # read first: files at least as new as the stamp
+            self._index.reload()
+            self._searcher = self._index.searcher()
+            self._idf: dict[str, float] = {}
+            self._vocab: dict[str, int] | None = None
+            # chunk id -> (article id, date) and ids not held, for this searcher: swapped with it
+            self._view: tuple[tantivy.Searcher, dict[str, tuple[str, int]], set[str]] = (
+                self._searcher, {}, set())
+            self.stamp = stamp
 
     def save(self, stamp: str = "") -> None:
-        """Write to a temporary folder and swap it in, so a crash never leaves half an index."""
-        with self.write_lock, self.lock:  # one consistent snapshot, never mid-update
-            self.stamp = stamp or self.stamp
-            ids, article_ids, sources, docs = self.ids, self.article_ids, self.sources, self.docs
-            titles, date_int, vocab, stamp = self.titles, self.date_int, dict(self.vocab), self.stamp
-        tmp = self.dir.with_name(self.dir.name + f".tmp{os.getpid()}-{threading.get_ident()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for name, arrays in (("", docs), ("title_", titles)):
-            lengths = np.array([len(d) for d in arrays], dtype=np.int64)
-            offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            tokens = np.concatenate(arrays).astype(np.int32) if arrays else np.zeros(0, np.int32)
-            np.save(tmp / f"{name}tokens.npy", tokens)
-            np.save(tmp / f"{name}offsets.npy", offsets)
-        np.save(tmp / "date_int.npy", np.asarray(date_int, dtype=np.int64))
-        meta = {"ids": ids, "article_ids": article_ids, "sources": sources, "vocab": vocab, "stamp": stamp}
-        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        old = self.dir.with_name(self.dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.dir.exists():
-            self.dir.rename(old)
-        tmp.rename(self.dir)
-        shutil.rmtree(old, ignore_errors=True)
+        """Record the generation the committed files reflect (written after the commit, by
+        rename: a crash in between leaves the older stamp, and the delta since is applied again,
+        which changes nothing that is already there)."""
+        self.stamp = stamp or self.stamp
+        tmp = self.dir / f"{STAMP}.tmp{os.getpid()}-{threading.get_ident()}"
+        tmp.write_text(self.stamp, encoding="utf-8")
+        tmp.replace(self.dir / STAMP)
 
     # -- updates --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _token_ids(tokens: Iterable[str], vocab: dict[str, int]) -> np.ndarray:
-        """Ids of ``tokens`` in ``vocab``, adding the new ones."""
-        return np.array([vocab.setdefault(t, len(vocab)) for t in tokens], dtype=np.int32)
-
-    def update(
-        self,
-        add: Sequence[tuple[str, str, str, dict]] = (),
-        remove: Iterable[str] = (),
-    ) -> None:
-        """``add`` holds (chunk_id, text, lang, metadata); re-adding an id replaces it.
-
-        New lists are built and swapped in whole, so a search running meanwhile (the page
-        answering during an upload) sees either the old index or the new one."""
+    def _write(self, rows: Iterable[Row], remove: Iterable[str] = (), articles: Iterable[str] = (),
+               everything: bool = False, threads: int = 1) -> None:
         with self.write_lock:
-            drop = set(remove) | {a[0] for a in add}
-            keep = [i for i, cid in enumerate(self.ids) if cid not in drop]
-            ids = [self.ids[i] for i in keep]
-            article_ids = [self.article_ids[i] for i in keep]
-            sources = [self.sources[i] for i in keep]
-            docs = [self.docs[i] for i in keep]
-            titles = [self.titles[i] for i in keep]
-            dates = [int(d) for d in self.date_int[keep]] if keep else []
-            for cid, text, lang, meta in add:
-                ids.append(cid)
-                article_ids.append(meta.get("article_id", ""))
-                sources.append(meta.get("source", ""))
-                dates.append(int(meta.get("date_int") or 0))
-                docs.append(self._token_ids(tokenize(f"{meta.get('title', '')}\n{text}", lang), self.vocab))
-                titles.append(self._token_ids(tokenize(meta.get("title", ""), lang), self.vocab))
-            models = self._build(docs, titles, self.vocab)
-            with self.lock:
-                self.ids, self.article_ids, self.sources, self.docs = ids, article_ids, sources, docs
-                self.titles = titles
-                self.date_int = np.array(dates, dtype=np.int64)
-                self.model, self.title_model, self.idf = models
+            writer = self._index.writer(heap_size=WRITER_HEAP * max(1, threads), num_threads=threads)
+            try:
+                if everything:
+                    writer.delete_all_documents()
+                for cid in remove:
+                    writer.delete_documents_by_term("id", cid)
+                for aid in articles:
+                    writer.delete_documents_by_term("article_id", aid)
+                for row in rows:
+                    writer.add_document(_document(row))
+                writer.commit()
+                writer.wait_merging_threads()  # hands the lock back; merges finish first
+            except BaseException:
+                writer.rollback()
+                raise
+        stamp = self.stamp
+        self.reload()
+        self.stamp = stamp  # the caller saves the new stamp once it is the store's
+
+    def update(self, add: Sequence[Row] = (), remove: Iterable[str] = (), articles: Iterable[str] = ()) -> None:
+        """``add`` holds (chunk_id, text, lang, metadata); re-adding an id replaces it. ``remove``
+        names chunks, ``articles`` articles whose every chunk goes (before ``add`` comes in).
+        One commit: searches meanwhile see the index before it, then after it."""
+        self._write(add, remove=[*remove, *(r[0] for r in add)], articles=articles)
 
     def clear(self) -> None:
         self.rebuild([], stamp="")
 
-    def rebuild(self, rows: Sequence[tuple[str, str, str, dict]], stamp: str) -> None:
-        """Replace everything (a fresh vocabulary too) in one swap: searches meanwhile see the
-        old index, never an empty one."""
-        with self.write_lock:
-            vocab: dict[str, int] = {}
-            ids, article_ids, sources, dates, docs, titles = [], [], [], [], [], []
+    def rebuild(self, rows: Iterable[Row], stamp: str) -> None:
+        """Replace everything in one commit: searches meanwhile see the old index, never an
+        empty one."""
+        self._write(rows, everything=True, threads=2)
+        self.save(stamp)
 
-            for cid, text, lang, meta in rows:
-                ids.append(cid)
-                article_ids.append(meta.get("article_id", ""))
-                sources.append(meta.get("source", ""))
-                dates.append(int(meta.get("date_int") or 0))
-                docs.append(self._token_ids(tokenize(f"{meta.get('title', '')}\n{text}", lang), vocab))
-                titles.append(self._token_ids(tokenize(meta.get("title", ""), lang), vocab))
-            model, title_model, idf = self._build(docs, titles, vocab)
-            with self.lock:
-                self.ids, self.article_ids, self.sources, self.docs = ids, article_ids, sources, docs
-                self.titles = titles
-                self.date_int = np.array(dates, dtype=np.int64)
-                self.vocab, self.model, self.title_model, self.idf, self.stamp = vocab, model, title_model, idf, stamp
+    # -- lookups --------------------------------------------------------------------------------
 
-    def _reindex(self) -> None:
-        self.model, self.title_model, self.idf = self._build(self.docs, self.titles, self.vocab)
+    def _docs(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """chunk id -> (article id, YYYYMMDD) for the chunks of ``ids`` held here. What one
+        searcher holds never changes, so answers are kept until the next reload (a question
+        asks about the same candidates for dense, proximity and dates)."""
+        ids = list(dict.fromkeys(ids))
+        searcher, held, absent = self._view
+        missing = [cid for cid in ids if cid not in held and cid not in absent]
+        if missing:
+            found = searcher.search(Q.term_set_query(self.schema, "id", missing), limit=len(missing), count=False)
+            for _, address in found.hits:
+                _keep(searcher.doc(address), held)
+            if len(absent) > 200_000:
+                absent.clear()
+            absent.update(cid for cid in missing if cid not in held)
+        return {cid: held[cid] for cid in ids if cid in held}
 
-    @staticmethod
-    def _build(docs: list[np.ndarray], titles: list[np.ndarray], vocabulary: dict[str, int]
-               ) -> tuple[bm25s.BM25 | None, bm25s.BM25 | None, np.ndarray]:
-        """The text model, the title model and each word's idf (Lucene's, as bm25s uses)."""
-        if not docs:
-            return None, None, np.zeros(0, dtype=np.float32)
-        vocab = dict(vocabulary)
-        vocab.setdefault("", len(vocab))
-        model = bm25s.BM25()
-        model.index(Tokenized(ids=[d.tolist() for d in docs], vocab=vocab), show_progress=False)
-        title_model = None
-        if any(len(t) for t in titles):
-            title_model = bm25s.BM25(k1=TITLE_K1, b=TITLE_B)
-            title_model.index(Tokenized(ids=[t.tolist() for t in titles], vocab=vocab), show_progress=False)
-        present = [np.unique(d) for d in docs if len(d)]
-        df = np.bincount(np.concatenate(present), minlength=len(vocab)) if present else np.zeros(len(vocab))
-        idf = np.log1p((len(docs) - df + 0.5) / (df + 0.5)).astype(np.float32)
-        return model, title_model, idf
+    def lookup(self, ids: Iterable[str]) -> dict[str, str]:
+        """chunk id -> article id, for the chunks of ``ids`` that are committed (held here)."""
+        return {cid: v[0] for cid, v in self._docs(ids).items()}
 
-    def positions(self) -> dict[str, int]:
-        """chunk id -> row, rebuilt lazily after each update."""
-        ids = self.ids
-        cached = getattr(self, "_positions", None)
-        if cached is None or cached[0] is not ids:
-            cached = (ids, {cid: i for i, cid in enumerate(ids)})
-            self._positions = cached
-        return cached[1]
+    def article_of(self, chunk_id: str) -> str:
+        got = self._docs([chunk_id]).get(chunk_id)
+        return got[0] if got else ""
 
     def dates(self, ids: Iterable[str]) -> dict[str, int]:
         """chunk id -> YYYYMMDD (0 when undated), for the chunks held here."""
-        with self.lock:
-            pos, date_int = self.positions(), self.date_int
-        return {cid: int(date_int[pos[cid]]) for cid in ids if cid in pos}
+        return {cid: v[1] for cid, v in self._docs(ids).items()}
 
-    def article_map(self) -> dict[str, str]:
-        """chunk id → article id, rebuilt lazily after each update."""
-        ids, article_ids = self.ids, self.article_ids
-        cached = getattr(self, "_article_map", None)
-        if cached is None or cached[0] is not ids:
-            cached = (ids, dict(zip(ids, article_ids)))
-            self._article_map = cached
-        return cached[1]
+    def all_ids(self) -> set[str]:
+        """Every chunk id held (for ``doctor``: reads the whole index)."""
+        searcher = self._searcher
+        if not searcher.num_docs:
+            return set()
+        found = searcher.search(Q.all_query(), limit=searcher.num_docs, count=False)
+        return {searcher.doc(address)["id"][0] for _, address in found.hits}
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self.all_ids())
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        """Every indexed word -> its document frequency, read from the term dictionary once per
+        reload (the answerer asks whether a name is known at all)."""
+        with self.lock:
+            if self._vocab is None:
+                self._vocab = dict(self._searcher.terms_with_prefix("body", "")) if len(self) else {}
+            return self._vocab
+
+    def idf(self, word: str) -> float:
+        """Lucene's idf, as BM25 scores it; 0 for a word no chunk has."""
+        cached = self._idf.get(word)
+        if cached is None:
+            searcher = self._searcher
+            df = searcher.doc_freq("body", word)
+            cached = math.log1p((searcher.num_docs - df + 0.5) / (df + 0.5)) if df else 0.0
+            self._idf[word] = cached
+        return cached
 
     # -- search ---------------------------------------------------------------------------------
 
-    def mask(self, since: int = 0, until: int = 0, source: str = "") -> np.ndarray | None:
-        if not (since or until or source):
-            return None
-        m = np.ones(len(self.ids), dtype=bool)
-        if since:
-            m &= self.date_int >= since
-        if until:
-            m &= self.date_int <= until
+    def _filters(self, since: int, until: int, source: str) -> list[tuple[tantivy.Occur, tantivy.Query]]:
+        out = []
+        if since or until:
+            span = Q.range_query(self.schema, "date_int", tantivy.FieldType.Integer, since or None, until or None)
+            out.append((Occur.Must, Q.const_score_query(span, 0.0)))
         if source:
-            m &= np.array([s == source for s in self.sources], dtype=bool)
-        return m
+            out.append((Occur.Must, Q.const_score_query(Q.term_query(self.schema, "source", source), 0.0)))
+        return out
 
     def search(
         self, query: str, lang: str, n: int, since: int = 0, until: int = 0, source: str = "", *,
@@ -268,41 +288,52 @@ class LexicalIndex:
         """The ``n`` best chunks with a positive score. ``title_boost`` adds that share of the
         title field's score; ``prf_terms`` adds up to that many words of the first results
         (pseudo-relevance feedback); ``expand`` gives English names their Italian spelling."""
-        with self.lock:  # a consistent view; updates build outside and swap under the lock
-            model, title_model, ids, vocab = self.model, self.title_model, self.ids, self.vocab
-            docs, idf = self.docs, self.idf
-            mask = self.mask(since, until, source)
-        if model is None or not ids:
+        searcher, held, _ = self._view  # one commit for the whole search
+        tokens = [t for t in query_tokens(query, lang, expand) if self.idf(t) > 0]
+        if not tokens or n <= 0:
             return []
-        tokens = [t for t in query_tokens(query, lang, expand) if t in vocab]
-        if not tokens:
-            return []
-        scores = model.get_scores(tokens)
-        if title_boost and title_model is not None:
-            scores = scores + title_boost * title_model.get_scores(tokens)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        if prf_terms > 0:
-            extra = feedback_terms(scores, docs, idf, [vocab[t] for t in tokens], prf_terms)
+        words = [Q.term_query(self.schema, "body", t) for t in tokens]
+        if title_boost:
+            words += [Q.boost_query(Q.term_query(self.schema, "title", t), title_boost) for t in tokens]
+        filters = self._filters(since, until, source)
+
+        def run(clauses: list[tantivy.Query]) -> list[tuple[float, tantivy.DocAddress]]:
+            scoring = Q.boolean_query([(Occur.Should, q) for q in clauses])
+            q = Q.boolean_query([(Occur.Must, scoring), *filters]) if filters else scoring
+            return searcher.search(q, limit=n, count=False).hits
+
+        hits = run(words)
+        if prf_terms > 0 and hits:
+            extra = self._feedback([searcher.doc(a) for _, a in hits[:PRF_DOCS]], [s for s, _ in hits[:PRF_DOCS]],
+                                   tokens, prf_terms)
             if extra:
-                inverse = {i: t for t, i in vocab.items() if i in extra}
-                more = model.get_scores([inverse[i] for i in extra])
-                scores = scores + PRF_WEIGHT * (np.where(mask, more, 0.0) if mask is not None else more)
-        return _top(ids, scores, n)
+                hits = run(words + [Q.boost_query(Q.term_query(self.schema, "body", t), PRF_WEIGHT) for t in extra])
+        out = []
+        for score, address in hits:
+            out.append((_keep(searcher.doc(address), held), float(score)))
+        return [r for r in out if r[1] > 0]
+
+    def _feedback(self, docs: list, scores: list[float], tokens: list[str], limit: int) -> list[str]:
+        local: dict[str, int] = {}
+        arrays = [np.array([local.setdefault(w, len(local)) for w in d["body"][0].split()], dtype=np.int32)
+                  for d in docs]
+        words = list(local)
+        idf = np.array([self.idf(w) for w in words], dtype=np.float32)
+        chosen = feedback_terms(np.array(scores), arrays, idf, [local[t] for t in tokens if t in local], limit)
+        return [words[i] for i in chosen]
 
     def coverage(self, query: str, lang: str, expand: bool = False) -> float:
         """How much of the question BM25 can see: the idf mass of its words the index knows over
-        the mass of all of them, an unknown word weighing as the rarest known one. A question
-        whose names the articles spell otherwise ("Juve" for Juventus, "Italy" over Italian text)
-        is matched on its common words only, and its BM25 ranking says little; 1 when every word
-        is known (or the question has none)."""
-        with self.lock:
-            vocab, idf = self.vocab, self.idf
+        the mass of all of them, an unknown word weighing as the rarest known one (a word in one
+        chunk). A question whose names the articles spell otherwise ("Juve" for Juventus, "Italy"
+        over Italian text) is matched on its common words only, and its BM25 ranking says
+        little; 1 when every word is known (or the question has none)."""
         tokens = query_tokens(query, lang, expand)
-        if not tokens or not len(idf):
+        n = self._searcher.num_docs
+        if not tokens or not n:
             return 1.0
-        rarest = float(idf.max())
-        known = [float(idf[vocab[t]]) for t in tokens if t in vocab and vocab[t] < len(idf)]
+        rarest = math.log1p((n - 0.5) / 1.5)
+        known = [w for w in (self.idf(t) for t in tokens) if w > 0]
         unknown = len(tokens) - len(known)
         total = sum(known) + unknown * rarest
         return sum(known) / total if total > 0 else 1.0
@@ -310,27 +341,27 @@ class LexicalIndex:
     def proximity(self, query: str, lang: str, ids: Iterable[str]) -> dict[str, float]:
         """For each chunk, the idf-weighted share of the question's adjacent word pairs that are
         adjacent in the chunk too (stopwords are gone on both sides, so "allenatore della Roma"
-        meets "allen rom"): a phrase of the question found as a phrase, in [0, 1]. The sequential
-        dependence idea (Metzler and Croft, 2005) at the cost of a set lookup per candidate.
-        Questions with fewer than ``PROXIMITY_MIN_PAIRS`` pairs score 0 everywhere."""
-        with self.lock:
-            vocab, idf, docs, pos = self.vocab, self.idf, self.docs, self.positions()
-        q = [i if i < len(idf) else -1 for i in (vocab.get(t, -1) for t in tokenize(query, lang))]
-        weight: dict[tuple[int, int], float] = {}
+        meets "allen rom"): a phrase of the question found as a phrase (tantivy's phrase query,
+        one per pair, over these chunks only), in [0, 1]. The sequential dependence idea (Metzler
+        and Croft, 2005). Questions with fewer than ``PROXIMITY_MIN_PAIRS`` pairs score 0."""
+        searcher = self._searcher
+        held = self._docs(ids)
+        out = {cid: 0.0 for cid in held}
+        q = tokenize(query, lang)
+        weight: dict[tuple[str, str], float] = {}
         for a, b in zip(q, q[1:]):
-            weight[(a, b)] = (float(idf[a]) if a >= 0 else 0.0) / 2 + (float(idf[b]) if b >= 0 else 0.0) / 2
+            weight[(a, b)] = self.idf(a) / 2 + self.idf(b) / 2
         total = sum(weight.values())
-        known = [(a, b, w) for (a, b), w in weight.items() if a >= 0 and b >= 0 and w > 0]
-        out = {cid: 0.0 for cid in ids if cid in pos}
-        if not known or total <= 0 or len(weight) < PROXIMITY_MIN_PAIRS:
+        known = [(a, b, w) for (a, b), w in weight.items() if self.idf(a) > 0 and self.idf(b) > 0 and w > 0]
+        if not known or total <= 0 or len(weight) < PROXIMITY_MIN_PAIRS or not out:
             return out
-        size = max(len(vocab), 1) + 1
-        wanted = {a * size + b: w for a, b, w in known}
-        for cid in out:
-            doc = docs[pos[cid]].astype(np.int64)
-            if len(doc) > 1:  # a set of the chunk's pair codes: cheaper than numpy's isin on small arrays
-                have = set((doc[:-1] * size + doc[1:]).tolist())
-                out[cid] = sum(w for code, w in wanted.items() if code in have) / total
+        among = Q.term_set_query(self.schema, "id", list(out))
+        for a, b, w in known:
+            phrase = Q.phrase_query(self.schema, "body", [a, b])
+            found = searcher.search(Q.boolean_query([(Occur.Must, phrase), (Occur.Must, among)]),
+                                    limit=len(out), count=False)
+            for _, address in found.hits:
+                out[searcher.doc(address)["id"][0]] += w / total
         return out
 
 
@@ -358,12 +389,3 @@ def feedback_terms(scores: np.ndarray, docs: Sequence[np.ndarray], idf: np.ndarr
                 weight[word] = weight.get(word, 0.0) + float(share) * count / len(doc) * float(idf[word])
     ranked = sorted((w for w in weight if weight[w] > 0), key=lambda w: (-weight[w], w))
     return ranked[:limit]
-
-
-def _top(ids: Sequence[str], scores: np.ndarray, n: int) -> list[tuple[str, float]]:
-    n = min(n, int((scores > 0).sum()))
-    if n <= 0:
-        return []
-    top = np.argpartition(-scores, n - 1)[:n]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(ids[i], float(scores[i])) for i in top]

@@ -1,9 +1,11 @@
 """Chroma, embedded or as a server: the one place that talks to the vector database.
 
-Two collections: ``<name>_chunks`` (one record a chunk, for dense search) and ``<name>_articles``
+Three collections: ``<name>_chunks`` (one record a chunk, for dense search), ``<name>_articles``
 (one record an article: full text, metadata, and the mean of its chunk vectors, which story
-grouping reuses). The chunks collection's metadata also carries the store's *generation*, a
-token every write changes, so every process and machine can tell that the data moved.
+grouping reuses) and ``<name>_changes`` (the change log: one record a committed generation, naming
+the generation before it and the articles added, replaced or removed in between). The chunks
+collection's metadata also carries the store's *generation*, a token every write changes, so
+every process and machine can tell that the data moved, and with the log, what moved.
 Keeping the collections and BM25 in step is ``rag.index``'s job; this module only reads and
 writes what it is told.
 """
@@ -11,6 +13,8 @@ writes what it is told.
 from __future__ import annotations
 
 import functools
+import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,6 +25,10 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from rag.config import Config
 from rag.embeddings import Embedder
 from rag.models import Article, Filters, StoredArticle
+
+LOG_KEEP_S = 30 * 86400  # the change log reaches back this far; a reader further behind rescans
+LOG_MAX_ARTICLES = 20_000  # a bigger write is logged as "rescan" (a bulk load, not a feed refresh)
+LOG_SKEW_US = 300 * 10**6  # clocks of machines sharing a server may differ by this much
 
 
 class StoreError(RuntimeError):
@@ -141,6 +149,9 @@ class Store:
                 configuration={"hnsw": {"space": "cosine"}},
                 metadata=meta,
             )
+            # records carry no meaning as vectors: one constant dimension keeps Chroma content
+            self.changes = self.client.get_or_create_collection(f"{config.collection}_changes",
+                                                                embedding_function=ef)
         except Exception as exc:
             raise StoreError(f"cannot open the Chroma collections: {exc}") from exc
         stored = (self.chunks.metadata or {}).get("embed_model")
@@ -171,6 +182,67 @@ class Store:
     @_guarded
     def set_generation(self, token: str) -> None:
         self.chunks.modify(metadata={"embed_model": self.embedder.name, "generation": token})
+
+    # -- change log ---------------------------------------------------------------------------
+
+    @_guarded
+    def log_change(self, generation: str, previous: str, changes: dict[str, list[str]]) -> None:
+        """Record what ``generation`` changed since ``previous`` (written before the generation
+        is committed: whoever sees it finds its entry). ``previous`` empty, or too many
+        articles, says "rescan": readers rebuild from a full scan. Entries older than
+        ``LOG_KEEP_S`` go."""
+        now = time.time_ns() // 1000
+        if sum(len(v) for v in changes.values()) > LOG_MAX_ARTICLES:
+            previous, changes = "", {}
+        self.changes.upsert(ids=[generation], embeddings=np.ones((1, 1), dtype=np.float32),
+                            documents=[json.dumps(changes)],
+                            metadatas=[{"previous": previous, "seq": now}])
+        self.changes.delete(where={"seq": {"$lt": now - LOG_KEEP_S * 10**6}})
+
+    @_guarded
+    def changes_since(self, stamp: str, generation: str) -> set[str] | None:
+        """The ids of the articles changed between generation ``stamp`` and ``generation``,
+        from the log; None when the log does not link them (too old, a rescan, a killed write)."""
+        if not stamp or not generation or stamp == generation:
+            return None
+        mine = self.changes.get(ids=[stamp], include=["metadatas"])
+        if not mine["ids"]:
+            return None
+        since = int(mine["metadatas"][0]["seq"]) - LOG_SKEW_US
+        got = self.changes.get(where={"seq": {"$gte": since}}, include=["metadatas", "documents"])
+        after: dict[str, tuple[str, dict]] = {}
+        for gid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]):
+            if not meta.get("previous"):
+                continue  # a rescan: no line goes through it
+            if meta.get("previous") in after:
+                return None  # two entries after one generation: not a line
+            after[meta.get("previous", "")] = (gid, json.loads(doc or "{}"))
+        changed: set[str] = set()
+        at = stamp
+        for _ in range(len(after)):
+            if at not in after:
+                return None
+            at, what = after[at]
+            changed.update(a for ids in what.values() for a in ids)
+            if at == generation:
+                return changed
+        return None
+
+    @_guarded
+    def committed_chunks(self, article_ids: Sequence[str]) -> list[tuple[str, str, dict]]:
+        """The committed chunks of these articles: (chunk id, text, metadata) whose article record
+        exists with the same content hash."""
+        out: list[tuple[str, str, dict]] = []
+        for i in range(0, len(article_ids), 500):
+            part = list(article_ids[i : i + 500])
+            records = self.articles.get(ids=part, include=["metadatas"])
+            hashes = {rid: (m or {}).get("content_hash") for rid, m in zip(records["ids"], records["metadatas"])}
+            if not hashes:
+                continue
+            got = self.chunks.get(where={"article_id": {"$in": list(hashes)}}, include=["documents", "metadatas"])
+            out += [(cid, doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"])
+                    if meta and meta.get("content_hash") == hashes.get(meta.get("article_id"))]
+        return out
 
     # -- writes -------------------------------------------------------------------------------
 

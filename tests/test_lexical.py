@@ -57,11 +57,16 @@ def test_titles_survive_a_save_and_an_old_index_asks_for_a_rebuild(tmp_path):
     again = LexicalIndex(tmp_path / "bm25")
     assert again.stamp == "7"
     assert again.search("Ancelotti", "it", 5, title_boost=1.0) == idx.search("Ancelotti", "it", 5, title_boost=1.0)
-    for name in ("title_tokens.npy", "title_offsets.npy"):  # as saved before titles were a field
-        (tmp_path / "bm25" / name).unlink()
-    old = LexicalIndex(tmp_path / "bm25")
-    assert old.stamp == ""  # unknown generation: rag.index rebuilds it from the store
-    assert [c for c, _ in old.search("Ancelotti", "it", 5)] == [c for c, _ in idx.search("Ancelotti", "it", 5)]
+    # a folder as bm25s left it, before tantivy: opened empty, with an unknown generation, so
+    # rag.index rebuilds it from the store
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    (old_dir / "meta.json").write_text('{"ids": ["mercato#0"], "stamp": "7"}', encoding="utf-8")
+    (old_dir / "tokens.npy").write_bytes(b"\x93NUMPY")
+    old = LexicalIndex(old_dir)
+    assert old.stamp == "" and len(old) == 0
+    old.update(add=[("mercato#0", "Si parla di Ancelotti.", "it", {"article_id": "mercato"})])
+    assert [c for c, _ in old.search("Ancelotti", "it", 5)] == ["mercato#0"]
 
 
 def test_english_names_get_their_italian_spelling(tmp_path):
