@@ -336,7 +336,7 @@ def test_done_cronaca_serve_mcp_over_http_with_a_key(real_home, tmp_path):
         code = proc.stop()
     log = proc.log()
     assert code in (0, -15), log
-    assert "MCP /mcp (API key required)" in log and "Traceback" not in log
+    assert "MCP /mcp (credentials required)" in log and "Traceback" not in log
 
 
 
