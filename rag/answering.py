@@ -21,6 +21,7 @@ from rag.llm import LLM, LLMError, Usage
 from rag.models import Answer, Citation, Filters, Hit
 from rag.prompts import build_messages, notice, pack, render, truncation_notice
 from rag.question import analyse
+from rag.reader import shared_reader
 from rag.retrieval import Retriever
 from rag.text import detect_lang, fold
 from rag.validation import ANSWERERS, RequestError
@@ -53,11 +54,15 @@ def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, 
     notice = render(config.prompts_dir, "extractive_notice", lang)
     asked = analyse(question, lang)
     hits = list(hits)  # "since then" sources are appended to a copy
+    reader = shared_reader() if config.reader else None
     result = extractive.answer(asked, hits, embedder, vocabulary, query_vector=query_vector, bounded=bounded,
-                               later=later, vectors=vectors)
+                               later=later, vectors=vectors, reader=reader, reader_threshold=config.reader_threshold)
     if result.declined:
         answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
+        answer.confidence = result.best
+        if result.related:
+            answer.text, answer.citations = _related(answer.text, result.related, hits, lang)
         return answer
     numbers: dict[str, int] = {}
     citations: list[Citation] = []
@@ -80,7 +85,26 @@ def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, 
         prefix = _ROLE_PREFIX["en" if lang == "en" else "it"].get(role, "")
         parts.append(prefix + _claim(pick.candidate.text, hits[pick.candidate.hit_index].date, "".join(marks), lang))
     return Answer(question=question, text=" ".join(parts), mode="extractive", model="extractive",
-                  citations=citations, hits=hits, lang=lang, notice=notice)
+                  citations=citations, hits=hits, lang=lang, notice=notice, confidence=result.best)
+
+
+_RELATED = {"it": ("Gli articoli parlano di ", ", ma non dicono quello che chiedi."),
+            "en": ("The articles talk about ", ", but they do not say what you asked.")}
+
+
+def _related(refusal: str, related: list, hits: list[Hit], lang: str) -> tuple[str, list[Citation]]:
+    """Under a decline, the closest passages, cited and said to be related, not an answer:
+    "Gli articoli parlano di «…» [1], ma non dicono quello che chiedi."."""
+    head, tail = _RELATED["en" if lang == "en" else "it"]
+    citations, parts = [], []
+    for n, cand in enumerate(related, 1):
+        hit = hits[cand.hit_index]
+        citations.append(citation_for(n, hit, cand.text))
+        body = extractive.neutralise_markers(cand.text.strip()).rstrip(".")
+        when = f" ({spoken(hit.date, lang)})" if hit.date else ""
+        parts.append(f"«{body}»{when} [{n}]")
+    joiner = " e " if lang != "en" else " and "
+    return f"{refusal}\n\n{head}{joiner.join(parts)}{tail}", citations
 
 
 def _later(retriever: Retriever, question: str, filters: Filters | None,

@@ -36,6 +36,7 @@ import numpy as np
 from rag.embeddings import Embedder
 from rag.models import Hit
 from rag.question import Question, mentions, names_in
+from rag.reader import Passage, Reader
 from rag.text import STOPWORDS, fold, sentence_spans, tokenize
 from rag.vector_cache import VectorCache
 
@@ -105,6 +106,8 @@ class Candidate:
     prob: float = 0.0  # how likely it answers the question
     timely: bool = True  # not about another year than the question's
     tokens: frozenset[str] = frozenset()
+    before: str = ""  # the sentences around it in its chunk: what the reader reads with it
+    after: str = ""
 
 
 @dataclass
@@ -120,6 +123,8 @@ class Pick:
 class Extract:
     picks: list[Pick]
     reason: str = ""  # why it declined, for logs and the eval harness
+    related: list[Candidate] = field(default_factory=list)  # declined: the closest passages, not an answer
+    best: float | None = None  # the reader's probability for the best sentence (None: not read)
 
     @property
     def declined(self) -> bool:
@@ -141,12 +146,16 @@ def candidates(hits: list[Hit], lang: str = "it", titles: bool = True) -> list[C
             titled.add(hit.article_id)
             if not hit.text.lstrip().startswith(hit.title):  # a .txt title is its first line already
                 out.append(Candidate(i, -1, -1, hit.title, is_title=True))
-        for n, (s, e) in enumerate(sentence_spans(hit.text, lang)):
+        spans = sentence_spans(hit.text, lang)
+        for n, (s, e) in enumerate(spans):
             sent = hit.text[s:e]
             key = (hit.article_id, hit.start + s)
             if len(sent.split()) >= 4 and key not in seen:
                 seen.add(key)
-                out.append(Candidate(i, s, e, sent, position=n + (1 if hit.start else 0) * 3))
+                before = hit.text[spans[n - 1][0]:spans[n - 1][1]] if n else ""
+                after = hit.text[spans[n + 1][0]:spans[n + 1][1]] if n + 1 < len(spans) else ""
+                out.append(Candidate(i, s, e, sent, position=n + (1 if hit.start else 0) * 3,
+                                     before=before, after=after))
     return out
 
 
@@ -390,12 +399,19 @@ def may_answer(c: Candidate) -> bool:
     return c.about and c.typed and c.timely and not c.text.rstrip().endswith("?")
 
 
+READER_SHORTLIST = 16  # sentences the reader reads a question (its cost: ~110 tokens each)
+RELATED = 2  # closest passages listed under a decline
+
+
 def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocabulary: dict[str, int] | None = None,
            query_vector: np.ndarray | None = None, max_sentences: int = 3, bounded: bool = False,
            trace: list | None = None, later: Callable[[str], list[Hit]] | None = None,
-           vectors: VectorCache | None = None) -> Extract:
+           vectors: VectorCache | None = None, reader: Reader | None = None,
+           reader_threshold: float | None = None) -> Extract:
     """``bounded``: the question is limited in time (as of a date): no "since then" line.
     ``later``: a search for the question among articles after a date (see ``_since``).
+    ``reader``: the trained reader (``rag.reader``) decides which sentences answer, at
+    ``reader_threshold``; without it the fitted feature model and its gates do.
     ``trace``: filled with every candidate, best first, to see why an answer came out as it did."""
     if not hits:
         return Extract([], "nothing retrieved")
@@ -404,19 +420,30 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
         return Extract([], f"no article mentions {', '.join(unknown)}")
     cands = candidates(hits, question.lang)
     score(question, cands, hits, embedder, query_vector, vectors)
-    usable = [c for c in cands if c.features is not None and may_answer(c)]
-    if trace is not None:
-        trace.extend(sorted(cands, key=lambda c: -c.score))
-    if not usable:
-        about = [c for c in cands if c.about]
-        if not about:
-            return Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]))
-        return Extract([], f"no sentence about it holds what a '{question.kind}' question asks")
-    usable.sort(key=lambda c: -c.score)
+    if reader is not None:
+        floor = reader.threshold if reader_threshold is None else reader_threshold
+        usable = read(question, cands, hits, reader)
+        if trace is not None:
+            trace.extend(usable)
+        if not usable:
+            return Extract([], "no sentence to read", best=0.0)
+        if usable[0].prob < floor:
+            return Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
+                           related=_related(usable, hits), best=usable[0].prob)
+    else:
+        usable = [c for c in cands if c.features is not None and may_answer(c)]
+        if trace is not None:
+            trace.extend(sorted(cands, key=lambda c: -c.score))
+        if not usable:
+            about = [c for c in cands if c.about]
+            if not about:
+                return Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]))
+            return Extract([], f"no sentence about it holds what a '{question.kind}' question asks")
+        usable.sort(key=lambda c: -c.score)
+        floor = threshold()
+        if usable[0].prob < floor:
+            return Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})")
     lead = usable[0]
-    floor = threshold()
-    if lead.prob < floor:
-        return Extract([], f"no sentence is likely enough to answer ({lead.prob:.2f} < {floor:.2f})")
     usable = [c for c in usable if c.prob >= floor]
     if question.current:  # the newest source that answers leads, within a margin
         close = [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
@@ -442,7 +469,8 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
         if older:
             picks.append(Pick(max(older, key=lambda c: (_date(hits, c), c.score)), "earlier"))
     if not bounded:
-        picks += _since(question, hits, picks, embedder, later, query_vector, vectors)
+        accept = None if reader is None else (lambda c: _reads(question, [c], hits, reader)[0] >= floor)
+        picks += _since(question, hits, picks, embedder, later, query_vector, vectors, accept)
     for p in picks:  # the same sentence told by another article: cite both
         p.also = [c for c in cands if c.hit_index != p.candidate.hit_index
                   and hits[c.hit_index].article_id != hits[p.candidate.hit_index].article_id and _same(c, p.candidate)
@@ -454,7 +482,38 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
     # an earlier answer reads after the current one; "since" comes last
     order = {"answer": 0, "earlier": 1, "since": 2}
     picks.sort(key=lambda p: order[p.role])
-    return Extract(picks)
+    return Extract(picks, best=None if reader is None else usable[0].prob if usable else lead.prob)
+
+
+def _passage(c: Candidate, hits: list[Hit]) -> Passage:
+    title = hits[c.hit_index].title or ""
+    return Passage(c.text, "" if c.is_title else title, c.before, c.after)
+
+
+def _reads(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader) -> list[float]:
+    return [float(p) for p in reader.probabilities(question.text, [_passage(c, hits) for c in cands])]
+
+
+def read(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader) -> list[Candidate]:
+    """The reader's probabilities (``prob``, also ``score``) for the best ``READER_SHORTLIST``
+    sentences by the cheap features, best first. Only what no reader can judge is left out
+    first: a sentence that is itself a question, or about another year than the question's."""
+    pool = [c for c in cands if c.features is not None and c.timely and not c.text.rstrip().endswith("?")]
+    pool = sorted(pool, key=lambda c: -c.score)[:READER_SHORTLIST]
+    for c, prob in zip(pool, _reads(question, pool, hits, reader)):
+        c.prob = c.score = prob
+    return sorted(pool, key=lambda c: -c.prob)
+
+
+def _related(read_: list[Candidate], hits: list[Hit]) -> list[Candidate]:
+    """The closest passages of a declined question, one an article: what the articles do talk about."""
+    out: list[Candidate] = []
+    for c in read_:
+        if all(hits[c.hit_index].article_id != hits[o.hit_index].article_id for o in out):
+            out.append(c)
+        if len(out) >= RELATED:
+            break
+    return out
 
 
 # a change of state in news: someone leaves, joins, becomes, is appointed or sacked
@@ -471,11 +530,12 @@ def _first(spellings: list[str], text: str) -> float:
 
 def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Embedder | None,
             later: Callable[[str], list[Hit]] | None, query_vector: np.ndarray | None,
-            vectors: VectorCache | None = None) -> list[Pick]:
+            vectors: VectorCache | None = None, accept: Callable[[Candidate], bool] | None = None) -> list[Pick]:
     """Newer articles about the question's subjects may have changed the story: for each name
     (two at most), the sentence of the most relevant later articles where that name comes first
     and something happens to it, dated. ``later(date)`` retrieves for the question among
-    articles published after ``date``; its hits are appended to ``hits`` for citing."""
+    articles published after ``date``; its hits are appended to ``hits`` for citing. ``accept``
+    (the reader): a line is given only when it accepts the sentence as an answer."""
     if not question.names or later is None:
         return []
     newest = max(_date(hits, p.candidate) for p in picks)
@@ -505,6 +565,9 @@ def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Emb
         if scored:
             best = max(scored, key=lambda t: t[0])[1]
             best.hit_index += offset
+            if accept is not None and not accept(best):
+                best.hit_index -= offset
+                continue
             out.append(Pick(best, "since"))
     out.sort(key=lambda p: _date(hits, p.candidate))
     return out

@@ -157,6 +157,7 @@ class Answer:
     standalone_question: str = ""
     truncated: bool = False  # the model did not finish the answer (length limit, cut stream, deadline)
     uncited: bool = False  # an LLM answer, not declined, with no valid citation at all
+    confidence: float | None = None  # the reader's probability for its best sentence (offline answers)
 
     def to_dict(self) -> dict[str, Any]:
         return {
