@@ -345,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wrong-decline", type=float, default=0.10, help="answerable validation share declined")
     ap.add_argument("--limit", type=int, default=0, help="smoke run: at most this many training pairs")
     ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--cache", type=Path,
+                    help="keep the frozen layers' outputs in this file (pickle), reused when present")
     ap.add_argument("--out", type=Path, default=DELTA_FILE)
     ap.add_argument("--log", type=Path, default=Path("runs/reader/train.log"))
     args = ap.parse_args(argv)
@@ -419,8 +421,18 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"cache {what}: {n}/{len(groups)} batches ({time.time() - t:.0f}s)")
         return out
 
-    train_cache = cache(train_seqs, "train")
-    val_cache = cache(val_seqs, "validation")
+    import pickle
+
+    if args.cache and args.cache.is_file():
+        with open(args.cache, "rb") as fh:
+            train_cache, val_cache = pickle.load(fh)
+        log(f"frozen layers' outputs read from {args.cache}")
+    else:
+        train_cache = cache(train_seqs, "train")
+        val_cache = cache(val_seqs, "validation")
+        if args.cache:
+            with open(args.cache, "wb") as fh:
+                pickle.dump((train_cache, val_cache), fh, protocol=pickle.HIGHEST_PROTOCOL)
     log(f"bottom {frozen} layers cached ({time.time() - t0:.0f}s)")
 
     top = range(frozen, weights.shape.layers)

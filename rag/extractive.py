@@ -445,8 +445,8 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
             return Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})")
     lead = usable[0]
     usable = [c for c in usable if c.prob >= floor]
-    if question.current:  # the newest source that answers leads, within a margin
-        close = [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
+    if question.current:  # the newest source that answers leads: any the reader accepts, else within a margin
+        close = usable if reader is not None else [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
         lead = max(close, key=lambda c: (_date(hits, c), c.score))
     picks = [Pick(lead)]
     limit = max_sentences + (1 if question.plural else 0)
