@@ -432,17 +432,22 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
                            related=_related(usable, hits), best=usable[0].prob)
     else:
         usable = [c for c in cands if c.features is not None and may_answer(c)]
+        closest = sorted((c for c in cands if c.features is not None and not c.text.rstrip().endswith("?")),
+                         key=lambda c: -c.score)
         if trace is not None:
             trace.extend(sorted(cands, key=lambda c: -c.score))
         if not usable:
             about = [c for c in cands if c.about]
             if not about:
-                return Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]))
-            return Extract([], f"no sentence about it holds what a '{question.kind}' question asks")
+                return Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]),
+                               related=_related(closest, hits))
+            return Extract([], f"no sentence about it holds what a '{question.kind}' question asks",
+                           related=_related(closest, hits))
         usable.sort(key=lambda c: -c.score)
         floor = threshold()
         if usable[0].prob < floor:
-            return Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})")
+            return Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
+                           related=_related(closest, hits))
     lead = usable[0]
     usable = [c for c in usable if c.prob >= floor]
     if question.current:  # the newest source that answers leads: any the reader accepts, else within a margin

@@ -168,3 +168,10 @@ def test_a_declined_answer_says_what_the_articles_talk_about(sample_lib, monkeyp
     assert ans.declined and ans.to_dict()["declined"] is True
     assert "Gli articoli parlano di «" in ans.text and "ma non dicono" in ans.text
     assert ans.citations and "[1]" in ans.text and rd.read
+
+
+def test_without_a_reader_a_decline_also_lists_what_is_related():
+    text = ("Il Milan ha vinto la Supercoppa italiana a Riad battendo l'Inter per 3-2. "
+            "Il gol decisivo è arrivato nei minuti di recupero, firmato da Tammy Abraham.")
+    out = extractive.answer(analyse("Chi allena la Lazio?"), [hit(text)], HashEmbedder())
+    assert out.declined and out.related and out.best is None
