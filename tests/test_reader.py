@@ -175,3 +175,33 @@ def test_without_a_reader_a_decline_also_lists_what_is_related():
             "Il gol decisivo è arrivato nei minuti di recupero, firmato da Tammy Abraham.")
     out = extractive.answer(analyse("Chi allena la Lazio?"), [hit(text)], HashEmbedder())
     assert out.declined and out.related and out.best is None
+
+
+def test_the_decline_curve_counts_declines_under_each_threshold():
+    from eval.runner import decline_curve
+
+    def row(unanswerable: bool, confidence, declined: bool = False) -> dict:
+        return {"unanswerable": unanswerable, "modes": {"hybrid": {"confidence": confidence, "declined": declined}}}
+
+    rows = [row(True, 0.1), row(True, 0.7), row(True, None, declined=True), row(False, 0.9), row(False, 0.3)]
+    curve = decline_curve(rows, "hybrid")
+    at = {p["threshold"]: p for p in curve["points"]}
+    assert (curve["answerable"], curve["unanswerable"]) == (2, 3)
+    assert at[0.5] == {"threshold": 0.5, "declined": round(2 / 3, 4), "wrongly_declined": 0.5}
+    assert at[0.02]["declined"] == round(1 / 3, 4) and at[0.98]["wrongly_declined"] == 1.0
+    assert decline_curve([row(True, None), row(False, None)], "hybrid") == {}  # nothing was read
+
+
+def test_a_squad_set_can_leave_out_the_articles_a_reader_trained_on(tmp_path):
+    from eval.sets import load_set
+
+    def article(title: str) -> dict:
+        return {"title": title, "paragraphs": [{"context": f"{title} is a city.", "qas": [
+            {"id": f"{title}-1", "question": f"What is {title}?", "answers": [{"text": "a city", "answer_start": 8}]},
+            {"id": f"{title}-2", "question": f"Who founded {title}?", "is_impossible": True, "answers": []}]}]}
+
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps({"data": [article("Rome"), article("Milan"), article("Turin")]}))
+    held = load_set(path, skip_articles={"Rome"})
+    assert {r["title"] for r in held.records} == {"Milan", "Turin"}
+    assert sorted(c.unanswerable for c in held.cases) == [False, False, True, True]
