@@ -514,6 +514,8 @@ def _related(read_: list[Candidate], hits: list[Hit]) -> list[Candidate]:
     """The closest passages of a declined question, one an article: what the articles do talk about."""
     out: list[Candidate] = []
     for c in read_:
+        if c.is_title:  # a passage of the article, not its headline (which the citation shows anyway)
+            continue
         if all(hits[c.hit_index].article_id != hits[o.hit_index].article_id for o in out):
             out.append(c)
         if len(out) >= RELATED:
