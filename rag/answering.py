@@ -56,7 +56,8 @@ def extractive_answer(config: Config, embedder: Embedder, vocabulary: dict[str, 
     hits = list(hits)  # "since then" sources are appended to a copy
     reader = shared_reader() if config.reader else None
     result = extractive.answer(asked, hits, embedder, vocabulary, query_vector=query_vector, bounded=bounded,
-                               later=later, vectors=vectors, reader=reader, reader_threshold=config.reader_threshold or None)
+                               later=later, vectors=vectors, reader=reader,
+                               reader_threshold=config.reader_threshold or None)
     if result.declined:
         answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
