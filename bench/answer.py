@@ -10,7 +10,12 @@ start of the run, so first sightings are paid for) and the embedder is the onnxr
 ``extractive_speedup_same_embedder``: the first landing's path run with today's embedder too,
 ÷ today's: what the answerer itself gained (it scores more sentences than the first one did, so
 this is the smaller figure). ``extractive_speedup_warm``: the same questions asked again, every
-sentence vector kept. ``answer_ms_p50``: today's path per question.
+sentence vector kept. ``extractive_ms_p50``: today's path per question.
+
+``answer_ms_p50`` / ``answer_ms_p95``: the whole offline answer (retrieval, the trained reader and
+the choice of sentences: ``Library.ask``) over the natural set's questions (follow-ups left out),
+and ``answer_ms_p50_today`` / ``answer_ms_p95_today`` for the answerer without the reader, the
+two asked in turn question by question in one run, both warm.
 
 ``cold_ask_over_import``: wall time of a cold ``cronaca ask --answerer extractive`` on a small
 store ÷ wall time of ``python -c "import chromadb"`` (medians of three runs each). The second
@@ -98,7 +103,37 @@ def bench_answerer(lib, questions: list[str]) -> dict:
             "extractive_speedup_same_embedder": round(before_same / max(now, 1e-9), 2),
             "extractive_speedup_warm": round(before / max(warm, 1e-9), 2),
             "answer_before_s": round(before, 2), "answer_now_s": round(now, 2),
-            "answer_ms_p50": round(1000 * statistics.median(per), 1)}
+            "extractive_ms_p50": round(1000 * statistics.median(per), 1)}
+
+
+def natural_questions(limit: int | None = None) -> list[str]:
+    rows = [json.loads(line) for line in (ROOT / "eval" / "sets" / "natural.jsonl").read_text("utf-8").splitlines()]
+    questions = [r["question"] for r in rows if not r.get("history")]
+    return questions[:: max(1, len(questions) // limit)][:limit] if limit else questions
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
+
+
+def bench_whole(lib, questions: list[str]) -> dict:
+    """The whole offline answer with the reader and without, alternating, after one warm-up each."""
+    base = lib.config
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for on in (True, False):
+        lib.config = base.with_(reader=on)
+        lib.ask(questions[0], answerer="extractive")
+    for q in questions:
+        for on in (True, False):
+            lib.config = base.with_(reader=on)
+            t = time.perf_counter()
+            lib.ask(q, answerer="extractive")
+            times[on].append(time.perf_counter() - t)
+    lib.config = base
+    return {"answer_ms_p50": _pct(times[True], 50), "answer_ms_p95": _pct(times[True], 95),
+            "answer_ms_p50_today": _pct(times[False], 50), "answer_ms_p95_today": _pct(times[False], 95),
+            "answer_questions": len(questions)}
 
 
 def _wall(cmd: list[str], env: dict[str, str]) -> float:
@@ -118,7 +153,7 @@ def bench_cold_ask(home: Path, runs: int = 3) -> dict:
             "import_chromadb_s": round(statistics.median(imports), 2)}
 
 
-def run(articles: int = 10) -> dict:
+def run(articles: int = 10, questions: int | None = None) -> dict:
     from rag.embeddings import make_embedder
     from rag.library import Library
     from rag.parsing import iter_files
@@ -135,6 +170,7 @@ def run(articles: int = 10) -> dict:
         if report.failed:
             raise SystemExit(f"ingest failed: {report.errors[:3]}")
         out = bench_answerer(lib, QUESTIONS)
+        out.update(bench_whole(lib, natural_questions(questions)))
         del lib
         out.update(bench_cold_ask(home))
         out["articles"] = report.added
@@ -144,8 +180,9 @@ def run(articles: int = 10) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--articles", type=int, default=10, help="sample articles in the store")
+    p.add_argument("--questions", type=int, help="natural-set questions for answer_ms (default: all)")
     args = p.parse_args(argv)
-    result = run(args.articles)
+    result = run(args.articles, args.questions)
     print("| figure | value |\n|---|---|")
     for key, value in result.items():
         print(f"| {key} | {value} |")

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.answer:
         import answer  # bench/answer.py, next to this script
 
-        figures = answer.run(6 if args.quick else 10)
+        figures = answer.run(6 if args.quick else 10, 8 if args.quick else None)
         print()
         print("| answer figure | value |\n|---|---|")
         for key, value in figures.items():

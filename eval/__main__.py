@@ -34,6 +34,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     r.add_argument("--foreign", type=int, metavar="N",
                    help="SQuAD: corpus = half the articles (by --seed), plus N unanswerable questions "
                         "from the other half")
+    r.add_argument("--reader-held", action="store_true",
+                   help="SQuAD: only the articles the shipped reader did not train on (rag/reader_delta.npz)")
     r.add_argument("--out", help="output folder (default eval/runs/<timestamp>)")
     r.add_argument("--json", action="store_true", help="print the aggregate as JSON on the last line")
     r.add_argument("--answers", action=argparse.BooleanOptionalAction, default=True,
@@ -95,7 +97,8 @@ def cmd_run(args) -> int:
     started = datetime.now(timezone.utc)
     try:
         evalset = load_set(args.set, limit=args.limit, seed=args.seed, max_articles=args.max_articles,
-                           split=args.split, foreign=args.foreign)
+                           split=args.split, foreign=args.foreign,
+                           skip_articles=_reader_trained() if args.reader_held else None)
     except (ValueError, FileNotFoundError) as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")
         return 2
@@ -150,7 +153,7 @@ def cmd_run(args) -> int:
     config = {
         "set": str(args.set), "corpus": str(corpus), "retrieval": modes, "k": args.k,
         "limit": args.limit, "seed": args.seed, "max_articles": args.max_articles,
-        "split": args.split, "foreign": args.foreign,
+        "split": args.split, "foreign": args.foreign, "reader_held": args.reader_held,
         "answers": args.answers, "judge": judge,
         "answerer": f"llm {lib.config.llm_model}" if lib.config.llm_configured else "extractive",
         "embedder": store_info["embedder"], "chunk_tokens": lib.config.chunk_tokens,
@@ -167,6 +170,8 @@ def cmd_run(args) -> int:
     (outdir / "run.json").write_text(json.dumps(run, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     report.write_markdown(outdir / "report.md", run)
     report.write_plot(outdir / "hitk.png", result.hitk)
+    if result.extra.get("decline_curve"):
+        report.write_decline_plot(outdir / "decline.png", result.extra["decline_curve"])
 
     _print_tables(out, result.aggregate, result.splits, result.by_type, f"{evalset.name}: {len(evalset.cases)} cases",
                   f"by type ({modes[0]})")
@@ -185,6 +190,13 @@ def cmd_run(args) -> int:
         sys.stdout.flush()
         _print_json(len(evalset.cases), result.aggregate, result.splits)
     return status
+
+
+def _reader_trained() -> set[str]:
+    """Titles of the SQuAD articles the shipped reader was trained on."""
+    from rag.reader import load_delta
+
+    return {t for titles in load_delta().meta.get("train_articles", {}).values() for t in titles}
 
 
 def _print_tables(console, agg: dict, splits: dict, by_type: dict, title: str, type_title: str) -> None:

@@ -132,6 +132,30 @@ def write_plot(path: Path, hitk: dict[str, list[float]]) -> None:
     plt.close(fig)
 
 
+def write_decline_plot(path: Path, curve: dict[str, Any]) -> None:
+    """Unanswerable declined against answerable wrongly declined, one point a threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [p for p in curve["points"] if p["declined"] is not None and p["wrongly_declined"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    if pts:
+        ax.plot([p["wrongly_declined"] for p in pts], [p["declined"] for p in pts], marker="o", markersize=3)
+        for p in pts[4::10]:
+            ax.annotate(f"{p['threshold']:.2f}", (p["wrongly_declined"], p["declined"]), fontsize=7)
+    ax.set_xlabel(f"answerable wrongly declined (of {curve['answerable']})")
+    ax.set_ylabel(f"unanswerable declined (of {curve['unanswerable']})")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title("declining over the reader's threshold")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def load_run(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():

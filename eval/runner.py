@@ -181,6 +181,7 @@ def answer_case(lib, case: Case, mode: str, k: int, judge=None, ans: Answer | No
         "citations": [c.to_dict() | {"path": c.path} for c in ans.citations],
         "conflicts": [c.to_dict() for c in ans.conflicts],
         "answer_latency_ms": round(ans.timings_ms.get("total", 0.0), 1),
+        "confidence": ans.confidence,
         "usage": ans.usage,
         "metrics": m,
     }
@@ -262,12 +263,39 @@ def run(lib, evalset: EvalSet, settings: RunSettings, advance: Callable[[], None
             fh.close()
     aggregate, hitk = aggregate_cases(per_case, settings.modes, settings.answers)
     extra = {}
+    curve = decline_curve(per_case, settings.modes[0]) if settings.answers else {}
+    if curve:
+        extra["decline_curve"] = curve
     if judge is not None:
         extra["judge_usage"] = {"prompt_tokens": judge.usage.prompt_tokens,
                                 "completion_tokens": judge.usage.completion_tokens}
     return RunResult(cases=per_case, aggregate=aggregate, hitk=hitk, extra=extra,
                      splits=split_aggregates(per_case, settings.modes, settings.answers),
                      by_type=type_breakdown(per_case, settings.modes[0]) if settings.answers else {})
+
+
+def decline_curve(per_case: list[dict[str, Any]], mode: str, step: float = 0.02) -> dict[str, Any]:
+    """How many unanswerable questions would be declined, and how many answerable ones wrongly,
+    at each reader threshold: a case declines at ``t`` when its best sentence's probability
+    (``confidence``) is under ``t``, or when it was declined before the reader read anything.
+    {} when no answer was read (an LLM answerer, or no reader)."""
+    rows = [(r.get("unanswerable", False), r["modes"][mode]) for r in per_case if mode in r["modes"]]
+    if not any(e.get("confidence") is not None for _u, e in rows):
+        return {}
+
+    def conf(e: dict[str, Any]) -> float:
+        c = e.get("confidence")
+        return -1.0 if c is None and e.get("declined") else (2.0 if c is None else float(c))
+
+    pos = [conf(e) for u, e in rows if not u]
+    neg = [conf(e) for u, e in rows if u]
+    points = []
+    for i in range(1, int(round(1 / step))):
+        t = round(i * step, 4)
+        points.append({"threshold": t,
+                       "declined": round(sum(c < t for c in neg) / len(neg), 4) if neg else None,
+                       "wrongly_declined": round(sum(c < t for c in pos) / len(pos), 4) if pos else None})
+    return {"answerable": len(pos), "unanswerable": len(neg), "points": points}
 
 
 def aggregate_cases(per_case: list[dict[str, Any]], modes: list[str], answers: bool = True

@@ -215,11 +215,16 @@ def choose_split(cases: list[Case], split: str, where: str) -> list[Case]:
 # --------------------------------------------------------------------------- SQuAD
 
 
-def _squad_articles(path: str | Path, max_articles: int | None) -> list[dict[str, Any]]:
+def _squad_articles(path: str | Path, max_articles: int | None,
+                    skip: set[str] | None = None) -> list[dict[str, Any]]:
+    """The file's articles, the first ``max_articles``, without those titled in ``skip`` (the
+    articles a trained reader saw)."""
     opener = gzip.open if str(path).lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as fh:
         data = json.load(fh)
     articles = data.get("data", data) if isinstance(data, dict) else data
+    if skip:
+        articles = [a for a in articles if a.get("title", "") not in skip]
     return articles[:max_articles] if max_articles else articles
 
 
@@ -253,8 +258,9 @@ def squad_cases(articles: list[dict[str, Any]]) -> tuple[list[Case], list[dict]]
     return cases, records
 
 
-def load_squad(path: str | Path, max_articles: int | None = None) -> tuple[list[Case], list[dict]]:
-    return squad_cases(_squad_articles(path, max_articles))
+def load_squad(path: str | Path, max_articles: int | None = None,
+               skip: set[str] | None = None) -> tuple[list[Case], list[dict]]:
+    return squad_cases(_squad_articles(path, max_articles, skip))
 
 
 def split_articles(articles: list[dict[str, Any]], seed: int) -> tuple[list[dict], list[dict]]:
@@ -269,12 +275,12 @@ def split_articles(articles: list[dict[str, Any]], seed: int) -> tuple[list[dict
 
 
 def squad_with_foreign(path: str | Path, n_foreign: int, limit: int | None, seed: int,
-                       max_articles: int | None = None) -> EvalSet:
+                       max_articles: int | None = None, skip: set[str] | None = None) -> EvalSet:
     """Abstention at scale: the corpus is the "in" half of the articles; the cases are ``limit``
     questions of those articles (answerable) plus ``n_foreign`` questions of the "out" half,
     marked unanswerable with no relevant article. A foreign question whose paragraph also
     occurs verbatim in the corpus is not foreign and is never drawn."""
-    articles = _squad_articles(path, max_articles)
+    articles = _squad_articles(path, max_articles, skip)
     if len(articles) < 2:
         raise ValueError(f"{path}: --foreign needs at least two articles")
     inside, outside = split_articles(articles, seed)
@@ -309,7 +315,7 @@ def sample(cases: list[Case], limit: int | None, seed: int) -> list[Case]:
 
 
 def load_set(path: str | Path, limit: int | None = None, seed: int = 0, max_articles: int | None = None,
-             split: str = "all", foreign: int | None = None) -> EvalSet:
+             split: str = "all", foreign: int | None = None, skip_articles: set[str] | None = None) -> EvalSet:
     """``split`` selects a half before sampling; ``foreign`` (SQuAD only) adds that many
     questions from left-out articles, ``limit`` still counting the answerable ones."""
     path = Path(path)
@@ -319,8 +325,8 @@ def load_set(path: str | Path, limit: int | None = None, seed: int = 0, max_arti
         if split != "all":
             raise ValueError(f"{path}: a SQuAD set has no splits (use --split all)")
         if foreign:
-            return squad_with_foreign(path, foreign, limit, seed, max_articles)
-        cases, records = load_squad(path, max_articles)
+            return squad_with_foreign(path, foreign, limit, seed, max_articles, skip_articles)
+        cases, records = load_squad(path, max_articles, skip_articles)
         return EvalSet(name=path.name, cases=sample(cases, limit, seed), total=len(cases), records=records)
     if foreign:
         raise ValueError(f"{path}: --foreign works on SQuAD sets only (a JSONL set lists its unanswerable cases)")

@@ -21,6 +21,7 @@ from rag.llm import LLM, LLMError, Usage
 from rag.models import Answer, Citation, Conflict, Filters, Hit
 from rag.prompts import build_messages, notice, pack, render, truncation_notice
 from rag.question import analyse
+from rag.reader import shared_reader
 from rag.retrieval import Retriever
 from rag.text import detect_lang, fold
 from rag.validation import ANSWERERS, RequestError
@@ -73,12 +74,17 @@ def extractive_stream(config: Config, embedder: Embedder, vocabulary: dict[str, 
     notice = render(config.prompts_dir, "extractive_notice", lang)
     asked = analyse(question, lang)
     hits = list(hits)  # "since then" sources are appended to a copy
+    reader = shared_reader() if config.reader else None
     parts_of = extractive.answer_parts(asked, hits, embedder, vocabulary, query_vector=query_vector,
-                                       bounded=bounded, later=later, vectors=vectors)
+                                       bounded=bounded, later=later, vectors=vectors, reader=reader,
+                                       reader_threshold=config.reader_threshold or None)
     first = next(parts_of)
     if first.declined:
         answer = _declined(question, lang, "extractive", "extractive", config, hits)
         answer.notice = notice
+        answer.confidence = first.best
+        if first.related:
+            answer.text, answer.citations = _related(answer.text, first.related, hits, lang)
         yield answer.text
         return answer
     numbers: dict[str, int] = {}
@@ -132,7 +138,8 @@ def extractive_stream(config: Config, embedder: Embedder, vocabulary: dict[str, 
                 yield (" " if parts else "") + claim
                 parts.append(claim)
     return Answer(question=question, text=" ".join(parts), mode="extractive", model="extractive",
-                  citations=citations, hits=hits, lang=lang, notice=notice, conflicts=conflicts)
+                  citations=citations, hits=hits, lang=lang, notice=notice, conflicts=conflicts,
+                  confidence=first.best)
 
 
 def _rivals(lead: extractive.Candidate, hits: list[Hit], pool: list[extractive.Candidate],
@@ -152,6 +159,25 @@ def _rivals(lead: extractive.Candidate, hits: list[Hit], pool: list[extractive.C
     if not found or claims.conflict(anchor, list(found.values()), question) is None:
         return {}
     return found
+
+
+_RELATED = {"it": ("Gli articoli parlano di ", ", ma non dicono quello che chiedi."),
+            "en": ("The articles talk about ", ", but they do not say what you asked.")}
+
+
+def _related(refusal: str, related: list, hits: list[Hit], lang: str) -> tuple[str, list[Citation]]:
+    """Under a decline, the closest passages, cited and said to be related, not an answer:
+    "Gli articoli parlano di «…» [1], ma non dicono quello che chiedi."."""
+    head, tail = _RELATED["en" if lang == "en" else "it"]
+    citations, parts = [], []
+    for n, cand in enumerate(related, 1):
+        hit = hits[cand.hit_index]
+        citations.append(citation_for(n, hit, cand.text))
+        body = extractive.neutralise_markers(cand.text.strip()).rstrip(".")
+        when = f" ({spoken(hit.date, lang)})" if hit.date else ""
+        parts.append(f"«{body}»{when} [{n}]")
+    joiner = " e " if lang != "en" else " and "
+    return f"{refusal}\n\n{head}{joiner.join(parts)}{tail}", citations
 
 
 def _later(retriever: Retriever, question: str, filters: Filters | None,

