@@ -5,20 +5,15 @@ flash in the status line. One page load per viewport and language; screenshots i
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Iterator
 from types import SimpleNamespace
 
-import gradio as gr
 import pytest
 
 from rag import page as words
 from rag import ui
 from tests import test_app_browser as shared
-from tests.test_app_api import free_port
 from tests.test_app_browser import DESKTOP, PHONE, ask, interface_text, open_page, shot
+from tests.test_ui_browser import served
 
 pytestmark = [pytest.mark.browser]
 browser = shared.browser  # one Chromium per module
@@ -42,32 +37,6 @@ WATCH_JS = """() => {
 }"""
 
 
-@contextlib.contextmanager
-def served(lib) -> Iterator[SimpleNamespace]:
-    """``build_ui(lib)`` mounted as ``rag.server`` mounts it (the same transport cap), in a thread."""
-    import uvicorn
-    from fastapi import FastAPI
-
-    demo = ui.build_ui(lib)
-    app = FastAPI()
-    gr.mount_gradio_app(app, demo, path="/", theme=ui.theme(), css=words.CSS, head=words.HEAD,
-                        footer_links=["api"], show_error=False, max_file_size=ui.transport_limit(lib.config))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="page-ux-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the page did not start")
-        time.sleep(0.05)
-    try:
-        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", app=demo.cronaca_app)
-    finally:
-        server.should_exit = True
-        thread.join(20)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The sample over the test embedder, a 1 MB article limit (so a 1.6 MB file is too large)."""
@@ -79,7 +48,7 @@ def site(tmp_path_factory):
                   embedder=HashEmbedder())
     assert lib.ingest([SAMPLE]).failed == 0
     lib.feeds.add("https://www.ilpost.it/feed/", "ilpost", "Il Post")
-    with served(lib) as s:
+    with served(lib, max_file_size=ui.transport_limit(lib.config)) as s:  # as rag.server mounts it
         yield s
 
 

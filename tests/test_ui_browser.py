@@ -46,7 +46,7 @@ AUTH = ("redazione", "segreta")
 
 
 @contextlib.contextmanager
-def served(lib, auth: tuple[str, str] | None = None) -> Iterator[SimpleNamespace]:
+def served(lib, auth: tuple[str, str] | None = None, max_file_size: str | int = "10mb") -> Iterator[SimpleNamespace]:
     """``build_ui(lib)`` mounted at ``/`` as ``rag.server`` mounts it, on a free port, in a thread."""
     import uvicorn
     from fastapi import FastAPI
@@ -54,7 +54,7 @@ def served(lib, auth: tuple[str, str] | None = None) -> Iterator[SimpleNamespace
     demo = ui.build_ui(lib)
     app = FastAPI()
     gr.mount_gradio_app(app, demo, path="/", auth=auth, theme=ui.theme(), css=words.CSS, head=words.HEAD,
-                        footer_links=["api"], show_error=False, max_file_size="10mb")
+                        footer_links=["api"], show_error=False, max_file_size=max_file_size)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False))
