@@ -12,23 +12,15 @@ import pytest
 from rag import page as words
 from rag import ui
 from tests import test_app_browser as shared
-from tests.test_app_browser import DESKTOP, PHONE, ask, interface_text, open_page, shot
+from tests.test_app_browser import DESKTOP, PHONE, RECORD_JS, ask, interface_text, open_page, shot
 from tests.test_ui_browser import served
 
 pytestmark = [pytest.mark.browser]
 browser = shared.browser  # one Chromium per module
 
-# every state of the last answer, and every text the status line shows, as the browser renders them
-WATCH_JS = """() => {
-  window.__states = []; window.__status = [];
-  const chat = document.querySelector('#chatbot');
-  new MutationObserver(() => {
-    const bots = chat.querySelectorAll('.message.bot, [data-testid="bot"]');
-    const last = bots[bots.length - 1];
-    if (!last) return;
-    const text = last.innerText.trim();
-    if (text && window.__states[window.__states.length - 1] !== text) window.__states.push(text);
-  }).observe(chat, {subtree: true, childList: true, characterData: true});
+# every text the status line shows, as the browser renders it (the answer's states: RECORD_JS)
+STATUS_JS = """() => {
+  window.__status = [];
   const status = document.querySelector('#status');
   new MutationObserver(() => {
     const seen = [...status.querySelectorAll('*')].filter(e => e.checkVisibility()).map(e => e.innerText).join(' ');
@@ -110,7 +102,8 @@ def test_desktop_plain_words_help_outlets_streaming_uploads_and_dates(browser, s
     pg.locator("#help-model-text").wait_for(state="visible", timeout=10_000)
     assert "OPENAI_BASE_URL" in pg.locator("#help-model-text").inner_text()
     # an offline answer, seen sentence by sentence; cards name the outlet
-    pg.evaluate(WATCH_JS)
+    pg.evaluate(RECORD_JS)
+    pg.evaluate(STATUS_JS)
     answer = ask(pg, QUESTION, 1)
     _streamed_before_done(pg, answer)
     outlets = pg.locator("#sources-panel .source-card .source-outlet").all_inner_texts()
@@ -152,7 +145,8 @@ def test_phone_card_lists_placeholder_language_switch_and_streaming(browser, sit
     assert fits[0] <= fits[1], fits
     # the short badge is the link to the help
     assert pg.locator("#mode-badge a.badge-short").is_visible()
-    pg.evaluate(WATCH_JS)
+    pg.evaluate(RECORD_JS)
+    pg.evaluate(STATUS_JS)
     answer = ask(pg, QUESTION, 1)
     _streamed_before_done(pg, answer)
     shot(pg, f"ux-phone-{lang}-answer.png")
