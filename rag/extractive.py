@@ -378,7 +378,7 @@ def _same(a: Candidate, b: Candidate) -> bool:
     "La Roma sceglie Gasperini", or "3 morti" and "9 morti", are not one claim citing both."""
     if not a.tokens or not b.tokens:
         return False
-    if len(a.tokens & b.tokens) / len(a.tokens | b.tokens) < DUPLICATE:
+    if claims.overlap(a.tokens, b.tokens) < DUPLICATE:
         return False
     return claims.agree(a.text, b.text)
 

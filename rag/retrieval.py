@@ -104,10 +104,6 @@ def _overlap(a: Hit, b: Hit) -> float:
     return max(0.0, inter) / max(1, min(a.end - a.start, b.end - b.start))
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / max(1, len(a | b))
-
-
 def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) -> list[Hit]:
     """Drop a hit that overlaps a kept chunk of its own article, or that repeats a kept hit
     word for word *and states the same facts* (``rag.claims.agree``): a re-report giving other
@@ -119,7 +115,7 @@ def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) 
         toks = set(fold(hit.text).split())  # near-duplicate test: plain words are enough, and fast
         if any(_overlap(hit, k) > span_overlap for k in kept):
             continue
-        if any(_jaccard(toks, s) >= near_dup and claims.agree(hit.text, k.text) for k, s in zip(kept, shingles)):
+        if any(claims.overlap(toks, s) >= near_dup and claims.agree(hit.text, k.text) for k, s in zip(kept, shingles)):
             continue
         kept.append(hit)
         shingles.append(toks)
