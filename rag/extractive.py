@@ -439,9 +439,10 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
         return
     cands = candidates(hits, question.lang)
     score(question, cands, hits, embedder, query_vector, vectors)
+    cosine = _e5_cosines(question, embedder, query_vector, vectors)
     if reader is not None:
         floor = reader.threshold if reader_threshold is None else reader_threshold
-        usable = read(question, cands, hits, reader)
+        usable = read(question, cands, hits, reader, cosine)
         if trace is not None:
             trace.extend(usable)
         if not usable:
@@ -502,7 +503,7 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
     _also(picks, picks, cands, hits)
     yield Extract(picks, best=best)
     if not bounded:
-        accept = None if reader is None else (lambda c: _reads(question, [c], hits, reader)[0] >= floor)
+        accept = None if reader is None else (lambda c: _reads(question, [c], hits, reader, cosine)[0] >= floor)
         since = _since(question, hits, picks, embedder, later, query_vector, vectors, accept)
         if since:
             _also(since, picks + since, cands, hits)
@@ -526,17 +527,37 @@ def _passage(c: Candidate, hits: list[Hit]) -> Passage:
     return Passage(c.text, "" if c.is_title else title, c.before, c.after)
 
 
-def _reads(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader) -> list[float]:
-    return [float(p) for p in reader.probabilities(question.text, [_passage(c, hits) for c in cands])]
+def _e5_cosines(question: Question, embedder: Embedder | None, query_vector: np.ndarray | None,
+                vectors: VectorCache | None) -> Callable[[list[Candidate]], np.ndarray] | None:
+    """The e5 cosines the reader adds to its score, from the answerer's own embedder when that is
+    e5 (its vectors are cached); None otherwise, and the reader computes them with its own e5."""
+    from rag.e5_onnx import NAMES
+    from rag.embeddings import E5Embedder
+
+    if embedder is None or getattr(embedder, "name", "") not in {E5Embedder.name, *NAMES.values()}:
+        return None
+
+    def cosine(cands: list[Candidate]) -> np.ndarray:
+        q = query_vector if query_vector is not None else embedder.embed_query(question.text)
+        return (vectors or VECTORS).get(embedder, [c.text for c in cands]) @ np.asarray(q, dtype=np.float32)
+
+    return cosine
 
 
-def read(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader) -> list[Candidate]:
+def _reads(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader,
+           cosine: Callable[[list[Candidate]], np.ndarray] | None = None) -> list[float]:
+    cos = cosine(cands) if cosine is not None and reader.cosine_weight else None
+    return [float(p) for p in reader.probabilities(question.text, [_passage(c, hits) for c in cands], cos)]
+
+
+def read(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader,
+         cosine: Callable[[list[Candidate]], np.ndarray] | None = None) -> list[Candidate]:
     """The reader's probabilities (``prob``, also ``score``) for the best ``READER_SHORTLIST``
     sentences by the cheap features, best first. Only what no reader can judge is left out
     first: a sentence that is itself a question, or about another year than the question's."""
     pool = [c for c in cands if c.features is not None and c.timely and not c.text.rstrip().endswith("?")]
     pool = sorted(pool, key=lambda c: -c.score)[:READER_SHORTLIST]
-    for c, prob in zip(pool, _reads(question, pool, hits, reader)):
+    for c, prob in zip(pool, _reads(question, pool, hits, reader, cosine)):
         c.prob = c.score = prob
     return sorted(pool, key=lambda c: -c.prob)
 

@@ -9,8 +9,13 @@ delta. The delta records the digest of the wheel its layers were trained on top 
 wheel the bottom layers differ, the top ones would read the wrong features, so it refuses.
 
 Input, one sequence per (question, sentence): ``<s> query: QUESTION </s> passage: SENTENCE |
-TITLE | PREVIOUS NEXT </s>``, at most ``max_tokens`` tokens. The sentence comes first so that
-truncation only ever cuts its context. Training and run time build it with ``pair_ids``.
+TITLE PREVIOUS NEXT </s>``, at most ``max_tokens`` tokens; the pooled states are the question's,
+the sentence's and the title's only (``pool_mask``). The sentence comes first so that truncation
+only ever cuts its context. Training and run time build it with ``pair_ids``.
+
+The logit adds the e5 cosine of the question and the sentence (the retriever's own judgement,
+weighted by ``cosine_weight`` in the delta's metadata) to the cross-encoder's score: training starts
+from what e5 already knows and learns what cosine misses.
 
 Run time uses onnxruntime only; nothing here imports the training framework.
 """
@@ -31,7 +36,7 @@ from rag.e5_tokenizer import E5Tokenizer
 from rag.e5_wheel import E5Weights
 
 DELTA_FILE = Path(__file__).with_name("reader_delta.npz")
-GRAPH_VERSION = 1  # bump when the reader graph changes: part of its cache file name
+GRAPH_VERSION = 2  # bump when the reader graph changes: part of its cache file name
 MAX_TOKENS = 96
 BATCH = 16
 
@@ -46,17 +51,33 @@ class Passage:
     after: str = ""
 
 
-def passage_text(p: Passage) -> str:
-    context = " ".join(x for x in (p.before, p.after) if x)
-    return " | ".join(x for x in (p.sentence, p.title, context) if x)
+def passage_parts(p: Passage) -> tuple[str, str]:
+    """What the reader judges (the sentence and its title) and what it only reads (the neighbours)."""
+    focus = " | ".join(x for x in (p.sentence, p.title) if x)
+    return focus, " ".join(x for x in (p.before, p.after) if x)
 
 
-def pair_ids(tok: E5Tokenizer, question_ids: list[int], passage_ids: list[int],
-             max_tokens: int = MAX_TOKENS) -> list[int]:
-    """``<s> query ids </s> passage ids </s>``, the passage cut to fit ``max_tokens``."""
+def pair_ids(tok: E5Tokenizer, question_ids: list[int], focus_ids: list[int], context_ids: list[int],
+             max_tokens: int = MAX_TOKENS) -> tuple[list[int], int]:
+    """``<s> query ids </s> focus ids | context ids </s>`` and how many leading tokens are pooled.
+
+    Only the question and the focus (sentence and title) are pooled: the neighbours are read
+    (attended to) but not pooled, so a sentence next to the answer does not look like it. The
+    context is cut first, then the focus, to fit ``max_tokens``."""
     q = question_ids[: max_tokens // 2]
     room = max(1, max_tokens - len(q) - 3)
-    return [tok.bos, *q, tok.eos, *passage_ids[:room], tok.eos]
+    focus = focus_ids[:room]
+    context = context_ids[: room - len(focus)]
+    ids = [tok.bos, *q, tok.eos, *focus, *context, tok.eos]
+    return ids, 2 + len(q) + len(focus)
+
+
+def encode_pair(tok: E5Tokenizer, question_ids: list[int], p: Passage,
+                max_tokens: int = MAX_TOKENS) -> tuple[list[int], int]:
+    """``pair_ids`` of a passage: the focus with e5's passage prefix, the context without."""
+    focus, context = passage_parts(p)
+    context_ids = tok.pieces_to_ids(tok.normalise(context)) if context else []
+    return pair_ids(tok, question_ids, tok.encode(focus, False), context_ids, max_tokens)
 
 
 class DeltaError(ValueError):
@@ -154,6 +175,7 @@ class Reader:
         self.cache = cache
         self.threads = threads
         self._session = None
+        self._e5 = None
         self._ready = threading.Lock()
 
     @property
@@ -169,7 +191,13 @@ class Reader:
                 self._session = session(ensure_graph(weights, self.delta, self.cache), self.threads)
             return self._session
 
-    def logits(self, question: str, passages: Sequence[Passage]) -> np.ndarray:
+    @property
+    def cosine_weight(self) -> float:
+        return float(self.delta.meta.get("cosine_weight", 0.0))
+
+    def logits(self, question: str, passages: Sequence[Passage], cosines: Sequence[float] | None = None) -> np.ndarray:
+        """The cross-encoder's score plus ``cosine_weight`` x the e5 cosine of the question and each
+        sentence (``cosines``, or computed here with the shared e5 embedder when not given)."""
         if not passages:
             return np.zeros(0, dtype=np.float32)
         from rag.e5_onnx import shared_weights
@@ -178,34 +206,53 @@ class Reader:
         _, tok = shared_weights()
         max_tokens = int(self.delta.meta.get("max_tokens", MAX_TOKENS))
         q = tok.encode(question, True)
-        seqs = [pair_ids(tok, q, _passage_ids(tok, passage_text(p)), max_tokens) for p in passages]
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        seqs = [_pair(q, p, max_tokens) for p in passages]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
         out = np.empty(len(seqs), dtype=np.float32)
         for a in range(0, len(order), BATCH):
             group = order[a : a + BATCH]
-            width = max(len(seqs[i]) for i in group)
+            width = max(len(seqs[i][0]) for i in group)
             ids = np.full((len(group), width), tok.pad, dtype=np.int64)
             mask = np.zeros((len(group), width), dtype=np.int64)
+            pool = np.zeros((len(group), width), dtype=np.int64)
             for r, i in enumerate(group):
-                ids[r, : len(seqs[i])] = seqs[i]
-                mask[r, : len(seqs[i])] = 1
-            (score,) = sess.run(["score"], {"input_ids": ids, "attention_mask": mask})
+                row, pooled = seqs[i]
+                ids[r, : len(row)] = row
+                mask[r, : len(row)] = 1
+                pool[r, :pooled] = 1
+            (score,) = sess.run(["score"], {"input_ids": ids, "attention_mask": mask, "pool_mask": pool})
             out[group] = score.reshape(-1)
+        if self.cosine_weight:
+            cos = np.asarray(cosines if cosines is not None else self.cosines(question, passages), dtype=np.float32)
+            out += self.cosine_weight * cos
         return out
 
-    def probabilities(self, question: str, passages: Sequence[Passage]) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logits(question, passages)))
+    def cosines(self, question: str, passages: Sequence[Passage]) -> np.ndarray:
+        """e5 cosines of the question (a query) and each sentence (a passage, alone), as in training."""
+        from rag.e5_onnx import OnnxE5Embedder
+        from rag.extractive import VECTORS
+
+        with self._ready:
+            if self._e5 is None:
+                self._e5 = OnnxE5Embedder("fp32", threads=self.threads, cache=self.cache)
+        q = np.asarray(self._e5.embed_query(question), dtype=np.float32)
+        return VECTORS.get(self._e5, [p.sentence for p in passages]) @ q
+
+    def probabilities(self, question: str, passages: Sequence[Passage],
+                      cosines: Sequence[float] | None = None) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits(question, passages, cosines)))
 
 
 @lru_cache(maxsize=4096)
-def _passage_ids_cached(text: str) -> tuple[int, ...]:
+def _pair_cached(question: tuple[int, ...], p: Passage, max_tokens: int) -> tuple[tuple[int, ...], int]:
     from rag.e5_onnx import shared_weights
 
-    return tuple(shared_weights()[1].encode(text, False))
+    ids, pooled = encode_pair(shared_weights()[1], list(question), p, max_tokens)
+    return tuple(ids), pooled
 
 
-def _passage_ids(tok: E5Tokenizer, text: str) -> list[int]:
-    return list(_passage_ids_cached(text))
+def _pair(question: list[int], p: Passage, max_tokens: int) -> tuple[tuple[int, ...], int]:
+    return _pair_cached(tuple(question), p, max_tokens)
 
 
 _shared: Reader | None = None

@@ -18,7 +18,7 @@ from rag.question import analyse
 from tests.conftest import HashEmbedder
 
 
-def write_delta(path, wheel_sha: str | None = None, seed: int = 0):
+def write_delta(path, wheel_sha: str | None = None, seed: int = 0, cosine_weight: float = 0.0):
     from eval.train_reader import layer_params
 
     weights, _ = shared_weights()
@@ -27,8 +27,8 @@ def write_delta(path, wheel_sha: str | None = None, seed: int = 0):
     rng = np.random.default_rng(seed)
     arrays["head.w"] = rng.normal(0, 0.1, weights.shape.hidden).astype(np.float32)
     arrays["head.b"] = np.array([0.25], dtype=np.float32)
-    meta = {"format": 1, "top_layers": 1, "max_tokens": reader.MAX_TOKENS, "threshold": 0.5,
-            "wheel_sha256": wheel_sha or weights.digest}
+    meta = {"format": 2, "top_layers": 1, "max_tokens": reader.MAX_TOKENS, "threshold": 0.5,
+            "wheel_sha256": wheel_sha or weights.digest, "cosine_weight": cosine_weight}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
     return path
@@ -51,7 +51,7 @@ def test_the_graph_is_the_wheel_plus_the_delta_built_once(built):
     mask = np.zeros_like(ids)
     for r, w in enumerate(windows):
         ids[r, : len(w)], mask[r, : len(w)] = w, 1
-    pooled, score = sess.run(["pooled", "score"], {"input_ids": ids, "attention_mask": mask})
+    pooled, score = sess.run(["pooled", "score"], {"input_ids": ids, "attention_mask": mask, "pool_mask": mask})
     # the top layer is the wheel's own (stored fp16): the graph is e5, plus the head
     expected = OnnxE5Embedder("fp32")._pooled(windows)
     assert np.allclose(pooled, expected, atol=2e-2)
@@ -69,6 +69,61 @@ def test_batched_scores_equal_one_at_a_time(built):
     together = rd.logits("Chi allena la Roma?", passages)
     alone = np.array([rd.logits("Chi allena la Roma?", [p])[0] for p in passages])
     assert np.allclose(together, alone, atol=1e-3)
+
+
+def test_only_the_question_and_the_sentence_are_pooled_and_the_context_is_cut_first():
+    _, tok = shared_weights()
+    q = tok.encode("Chi allena la Roma?", True)
+    p = reader.Passage("La Roma ha scelto Ranieri.", "Roma, c'è Ranieri", "Juric è stato esonerato.",
+                       "Ranieri torna dopo quattordici anni.")
+    ids, pooled = reader.encode_pair(tok, q, p)
+    focus = tok.encode("La Roma ha scelto Ranieri. | Roma, c'è Ranieri", False)
+    assert ids[: pooled] == [tok.bos, *q, tok.eos, *focus]
+    assert len(ids) > pooled + 5 and ids[-1] == tok.eos  # the neighbours follow, read but not pooled
+    short, pooled_short = reader.encode_pair(tok, q, p, max_tokens=len(q) + len(focus) + 6)
+    assert short[:pooled_short] == ids[:pooled] and len(short) == len(q) + len(focus) + 6
+
+
+def test_neighbours_change_the_score_through_attention_only(built):
+    rd, _ = built
+    alone = reader.Passage("La Roma ha scelto Ranieri.", "Roma")
+    beside = reader.Passage("La Roma ha scelto Ranieri.", "Roma", "Juric è stato esonerato ieri sera.")
+    a, b = rd.logits("Chi allena la Roma?", [alone, beside])
+    assert a != pytest.approx(b, abs=1e-4)
+
+
+def test_the_folded_head_gives_the_training_logit():
+    from eval.train_reader import COS_CENTRE, fold_head
+
+    rng = np.random.default_rng(3)
+    pooled, cos = rng.normal(0, 3, (5, 8)), rng.uniform(0.7, 0.9, 5)
+    centre, spread = rng.normal(0, 1, 8), rng.uniform(0.5, 4, 8)
+    params = {"layers": [], "head": {"w": rng.normal(0, 1, 8), "b": 0.3, "cos": 17.0}}
+    training = ((pooled - centre) / spread) @ params["head"]["w"] + 0.3 + 17.0 * (cos - COS_CENTRE)
+    head = fold_head(params, centre, spread)["head"]
+    assert np.allclose(pooled @ head["w"] + head["b"] + head["cos"] * cos, training)
+
+
+def test_the_training_forward_is_the_runtime_graph(tmp_path):
+    """The JAX model the reader is trained with and the onnxruntime graph it ships as give one logit."""
+    pytest.importorskip("jax", reason="the train extra (pip install .[train]) is not installed")
+    from eval.train_reader import Encoder
+
+    weights, tok = shared_weights()
+    rd = reader.Reader(write_delta(tmp_path / "delta.npz", seed=4, cosine_weight=12.0), cache=tmp_path)
+    passages = [reader.Passage("La Roma ha scelto Ranieri.", "Roma", "Juric è stato esonerato.", "Poi la Lazio."),
+                reader.Passage("Il Milan ha vinto la Supercoppa.", "Supercoppa")]
+    cos = np.array([0.85, 0.78], dtype=np.float32)
+    runtime = rd.logits("Chi allena la Roma?", passages, cos)
+    q = tok.encode("Chi allena la Roma?", True)
+    rows = [reader.encode_pair(tok, q, p) for p in passages]
+    width = max(len(r) for r, _ in rows)
+    ids = np.full((2, width), tok.pad, dtype=np.int64)
+    mask, pool = np.zeros((2, width)), np.zeros((2, width))
+    for i, (r, n) in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)], pool[i, :n] = r, 1, 1
+    trained = Encoder(weights).saved_logits(rd.delta.arrays, rd.delta.meta, ids, mask, pool, cos)
+    assert np.allclose(runtime, trained, atol=2e-2)
 
 
 def test_a_delta_made_for_another_wheel_or_damaged_is_refused(tmp_path):
@@ -90,12 +145,13 @@ class Scripted:
     """Probabilities by a word each sentence holds: what the answerer does with them."""
 
     threshold = 0.5
+    cosine_weight = 0.0
 
     def __init__(self, table: dict[str, float]) -> None:
         self.table = table
         self.read: list[str] = []
 
-    def probabilities(self, question: str, passages):
+    def probabilities(self, question: str, passages, cosines=None):
         self.read += [p.sentence for p in passages]
         return np.array([max([v for k, v in self.table.items() if k in p.sentence] or [0.01]) for p in passages])
 

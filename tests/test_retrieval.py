@@ -136,3 +136,28 @@ def test_a_given_question_vector_is_used_not_embedded_again(roma_lib):
     assert "Da allora" in answer.text  # the "since" search ran ...
     assert len(searches) == 2 and searches[1] is not None  # ... given the first search's vector
     assert calls == ["Ranieri allena la Roma?"]
+
+
+def test_hybrid_runs_bm25_beside_the_dense_query(roma_lib):
+    """The dense query waits until BM25 has started: run one after the other, this would time
+    out. The hits are those of the same search with the two run in turn."""
+    import threading
+
+    lib = roma_lib()
+    question = "Chi allena la Roma?"
+    before = lib.search(question, k=4)
+    bm25_started = threading.Event()
+    bm25, dense = lib.index.bm25, lib.index.dense
+
+    def slow_bm25(*a, **kw):
+        bm25_started.set()
+        return bm25(*a, **kw)
+
+    def waiting_dense(*a, **kw):
+        assert bm25_started.wait(timeout=5), "BM25 did not start while the dense query ran"
+        return dense(*a, **kw)
+
+    lib.index.bm25, lib.index.dense = slow_bm25, waiting_dense
+    during = lib.retriever.search(question, k=4, vector=before.vector)
+    assert [h.chunk_id for h in during.hits] == [h.chunk_id for h in before.hits]
+    assert during.timings_ms["retrieval"] >= max(during.timings_ms["dense"], during.timings_ms["bm25"])
