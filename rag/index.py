@@ -362,7 +362,13 @@ class Index:
                                    prf_terms=prf_terms, expand=expand)
 
     def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        return self._store.get_chunks(ids)
+        """(text, metadata) of chunks: from BM25's stored copy when it holds them (the generation
+        this process reads), from Chroma for the rest."""
+        found = self.lexical.stored(ids)
+        rest = [cid for cid in ids if cid not in found]
+        if rest:
+            found.update(self._store.get_chunks(rest))
+        return found
 
     def chunks_of(self, article_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         """One article's committed chunks, in article order: (chunk id, text, metadata)."""

@@ -14,9 +14,11 @@ with citations and the answerer) makes the terms, indexed with tantivy's whitesp
 Fields: ``body`` (the title, then the chunk text, with positions), ``title`` (the article's title:
 a news title names the subject, so a question's words met there weigh more, ``title_boost``),
 ``date_int`` and ``source`` (filters, so BM25 and Chroma see the same candidate set), ``id`` and
-``article_id``. The engine scores (BM25), boosts fields, filters, matches phrases (the
-``proximity`` bonus: a question's adjacent word pairs found adjacent) and counts documents per
-word (idf, for proximity, coverage and feedback).
+``article_id``, and ``hit`` (stored, not indexed: the chunk's text and metadata as Chroma holds
+them, so a chunk found only by BM25 needs no second request to Chroma). The engine scores
+(BM25), boosts fields, filters, matches phrases (the ``proximity`` bonus: a question's adjacent
+word pairs found adjacent) and counts documents per word (idf, for proximity, coverage and
+feedback).
 
 The query side is handled here too, never by changing ``rag.text.tokenize``: English names of
 places and competitions get their Italian spelling, and optional pseudo-relevance feedback adds
@@ -25,6 +27,7 @@ words of the first results.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -46,6 +49,8 @@ PRF_WEIGHT = 0.2  # weight of each expansion word against 1 for a word of the qu
 PROXIMITY_MIN_PAIRS = 2
 WRITER_HEAP = 64_000_000  # bytes tantivy buffers before it writes a segment
 STAMP = "stamp"
+SCHEMA = "schema"  # file holding SCHEMA_VERSION: an index of another schema is rebuilt
+SCHEMA_VERSION = "2"  # 2: the stored ``hit`` field
 
 Q, Occur = tantivy.Query, tantivy.Occur
 Row = tuple[str, str, str, dict]  # (chunk id, text, lang, metadata)
@@ -88,6 +93,7 @@ def _schema() -> tantivy.Schema:
     sb.add_integer_field("date_int", stored=True, indexed=True, fast=True)
     sb.add_text_field("body", stored=True, tokenizer_name="whitespace", index_option="position")
     sb.add_text_field("title", tokenizer_name="whitespace", index_option="freq")
+    sb.add_bytes_field("hit", stored=True)
     return sb.build()
 
 
@@ -98,7 +104,8 @@ def _document(row: Row) -> tantivy.Document:
     return tantivy.Document(
         id=cid, article_id=meta.get("article_id", "") or "", source=meta.get("source", "") or "",
         date_int=int(meta.get("date_int") or 0),
-        body=" ".join(tokenize(f"{title}\n{text}", lang)), title=" ".join(tokenize(title, lang)))
+        body=" ".join(tokenize(f"{title}\n{text}", lang)), title=" ".join(tokenize(title, lang)),
+        hit=json.dumps([text, meta], ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 def _keep(doc: tantivy.Document, held: dict[str, tuple[str, int]]) -> str:
@@ -126,15 +133,18 @@ class LexicalIndex:
     def _open(self) -> tantivy.Index:
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
-            if tantivy.Index.exists(str(self.dir)):
+            if (self.dir / SCHEMA).read_text(encoding="utf-8").strip() == SCHEMA_VERSION and \
+                    tantivy.Index.exists(str(self.dir)):
                 return tantivy.Index.open(str(self.dir))
-        except ValueError:
+        except (OSError, ValueError):
             pass
-        # nothing, or an index of another format (bm25s before tantivy): start empty; the unknown
-        # stamp makes rag.index rebuild it from the store
+        # nothing, or an index of another format (bm25s before tantivy, an older schema): start
+        # empty; the unknown stamp makes rag.index rebuild it from the store
         for child in self.dir.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-        return tantivy.Index(self.schema, path=str(self.dir))
+        index = tantivy.Index(self.schema, path=str(self.dir))
+        (self.dir / SCHEMA).write_text(SCHEMA_VERSION, encoding="utf-8")
+        return index
 
     def __len__(self) -> int:
         return self._searcher.num_docs
@@ -226,6 +236,21 @@ class LexicalIndex:
                 absent.clear()
             absent.update(cid for cid in missing if cid not in held)
         return {cid: held[cid] for cid in ids if cid in held}
+
+    def stored(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
+        """chunk id -> (text, metadata) as Chroma holds them, for the chunks of ``ids`` committed
+        here (the few hits of a question that only BM25 found: no request to Chroma)."""
+        if not ids:
+            return {}
+        searcher = self._view[0]
+        found = searcher.search(Q.term_set_query(self.schema, "id", list(ids)), limit=len(ids), count=False)
+        out: dict[str, tuple[str, dict]] = {}
+        for _, address in found.hits:
+            doc = searcher.doc(address)
+            if doc["hit"]:
+                text, meta = json.loads(bytes(doc["hit"][0]).decode("utf-8"))
+                out[doc["id"][0]] = (text, meta)
+        return out
 
     def lookup(self, ids: Iterable[str]) -> dict[str, str]:
         """chunk id -> article id, for the chunks of ``ids`` that are committed (held here)."""

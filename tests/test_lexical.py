@@ -69,6 +69,21 @@ def test_titles_survive_a_save_and_an_old_index_asks_for_a_rebuild(tmp_path):
     assert [c for c, _ in old.search("Ancelotti", "it", 5)] == ["mercato#0"]
 
 
+def test_a_chunk_is_kept_with_its_text_and_metadata_and_an_older_schema_is_rebuilt(tmp_path):
+    idx = _news(tmp_path)
+    held = idx.stored(["brasile#0", "oro#0", "assente#0"])
+    assert set(held) == {"brasile#0", "oro#0"}
+    assert held["oro#0"] == ("Rodri vince il Pallone d'Oro davanti a Vinicius.",
+                             {"article_id": "oro", "title": "Il Pallone d'Oro a Rodri", "date_int": 20241028})
+    idx.update(remove=["oro#0"])
+    assert idx.stored(["oro#0"]) == {}  # what is held is what is committed
+    idx.save(stamp="9")
+    # an index written before the stored field (version 1, no schema file): rebuilt from the store
+    (tmp_path / "bm25" / "schema").unlink()
+    old = LexicalIndex(tmp_path / "bm25")
+    assert old.stamp == "" and len(old) == 0
+
+
 def test_english_names_get_their_italian_spelling(tmp_path):
     from rag.lexical import italian_names, query_tokens
 

@@ -161,3 +161,15 @@ def test_hybrid_runs_bm25_beside_the_dense_query(roma_lib):
     during = lib.retriever.search(question, k=4, vector=before.vector)
     assert [h.chunk_id for h in during.hits] == [h.chunk_id for h in before.hits]
     assert during.timings_ms["retrieval"] >= max(during.timings_ms["dense"], during.timings_ms["bm25"])
+
+
+def test_hits_found_only_by_bm25_come_with_their_text_without_asking_chroma(roma_lib):
+    lib = roma_lib()
+    question = "Sinner Alcaraz match point Parigi"
+    asked = []
+    get_chunks = lib.index._store.get_chunks
+    lib.index._store.get_chunks = lambda ids: asked.append(list(ids)) or get_chunks(ids)
+    found = lib.retriever.search(question, k=4, mode="bm25")
+    assert found.hits and found.hits[0].article_id == "tennis-2025"
+    assert "match point" in found.hits[0].text and found.hits[0].title == "Sinner perde la finale del Roland Garros"
+    assert found.hits[0].date == "2025-06-08" and asked == []
