@@ -64,10 +64,12 @@ class NewsSite:
     def __init__(self, fixtures: Path = FIXTURES) -> None:
         self.fixtures = fixtures
         self.routes: dict[str, Route] = {}
-        self.requests: list[Seen] = []
+        self._requests: list[Seen] = []
+        self._handling = 0  # handlers not yet done recording their request
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        self._recorded = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -130,14 +132,25 @@ class NewsSite:
         with self._lock:
             self.routes.pop(path, None)
 
+    @property
+    def requests(self) -> list[Seen]:
+        """Every request so far, in order. A handler records its request after the last byte of
+        its answer (with the end time and the bytes sent), so a client can be done before the
+        record is: this waits (at most 2 s, for answers still trickling) until every handler
+        that started has recorded."""
+        with self._recorded:
+            self._recorded.wait_for(lambda: self._handling == 0, timeout=2.0)
+            return list(self._requests)
+
     def seen(self, path: str) -> list[Seen]:
         """Requests for ``path`` (query string ignored), in order."""
-        with self._lock:
-            return [r for r in self.requests if urlsplit(r.path).path == path]
+        return [r for r in self.requests if urlsplit(r.path).path == path]
 
     def _record(self, seen: Seen) -> None:
-        with self._lock:
-            self.requests.append(seen)
+        with self._recorded:
+            self._requests.append(seen)
+            self._handling -= 1
+            self._recorded.notify_all()
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -160,6 +173,7 @@ def _handler_for(site: NewsSite) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             start = time.monotonic()
             with site._lock:
+                site._handling += 1
                 site.in_flight += 1
                 site.max_in_flight = max(site.max_in_flight, site.in_flight)
                 route = site.routes.get(self.path) or site.routes.get(urlsplit(self.path).path)
