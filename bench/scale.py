@@ -44,6 +44,7 @@ import json
 import os
 import random
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -371,6 +372,26 @@ def bench_size(n: int, server, tmp: Path, sentences, repeats: int, log, run: str
     return row
 
 
+def _kept_port(work: Path | None) -> int | None:
+    """A kept work folder's server port, the same at every rerun: a home's BM25 index is named
+    for the server's address, so a new port would rebuild it from a full scan (minutes at 1M)."""
+    if work is None:
+        return None
+    from tests.support.chroma_server import free_port
+
+    saved = work / "port"
+    try:
+        port = int(saved.read_text())
+    except (OSError, ValueError):
+        port = free_port()
+    with contextlib.suppress(OSError), socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # still free?
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(str(port))
+        return port
+    return None  # taken by something else: any free one
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="10k and 100k chunks")
@@ -401,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp.mkdir(parents=True, exist_ok=True)
         else:
             tmp, run = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cronaca-bench-scale-"))), ""
-        server = stack.enter_context(start_chroma_server(tmp / "chroma", timeout=120))
+        server = stack.enter_context(start_chroma_server(tmp / "chroma", timeout=120, port=_kept_port(args.work)))
         for n in sizes:
             rows.append(bench_size(n, server, tmp, sentences, args.repeats, log, run))
             log(f"{n} chunks measured: {json.dumps(rows[-1])}")

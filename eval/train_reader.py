@@ -182,6 +182,19 @@ def natural_pairs(split: str, rng: random.Random, max_neg: int) -> list[Pair]:
     return pairs
 
 
+def answer_removed(pairs: list[Pair], fraction: float, rng: random.Random) -> list[int]:
+    """Indices of the pairs that make ``fraction`` of the answerable SQuAD questions unanswerable:
+    the same question over its paragraph with the answering sentence taken out. Its remaining
+    sentences are about the same thing and do not answer, which is what a reader must decline
+    (SQuAD 2.0 has few such questions, SQuAD-it none). Each copy reuses its pairs' states."""
+    by_q: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        if p.source != "natural" and p.answerable:
+            by_q.setdefault(p.qid, []).append(i)
+    chosen = rng.sample(sorted(by_q), round(len(by_q) * fraction))
+    return [i for q in chosen for i in by_q[q] if pairs[i].label == 0.0]
+
+
 def cosines(pairs: list[Pair]) -> np.ndarray:
     """e5 cosine of each pair's question (as a query) and sentence (as a passage, alone): what
     the answerer computes at run time (``Candidate.cosine``), with the same fp32 graph."""
@@ -391,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-questions", type=int, default=150, help="validation questions a source (sampled)")
     ap.add_argument("--held", type=float, default=0.4, help="fraction of each SQuAD file's articles held out")
     ap.add_argument("--wrong-decline", type=float, default=0.10, help="answerable validation share declined")
+    ap.add_argument("--removed", type=float, default=0.0,
+                    help="share of answerable SQuAD questions also trained with their answer taken out")
     ap.add_argument("--limit", type=int, default=0, help="smoke run: at most this many training questions")
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--cache", type=Path,
@@ -491,6 +506,16 @@ def main(argv: list[str] | None = None) -> int:
                 pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
     _key, train_states, val_states = cached
     log(f"bottom {frozen} layers cached ({time.time() - t0:.0f}s)")
+    if args.removed:  # after the cache: the copies are the same sequences, so they share its states
+        copies = answer_removed(train, args.removed, random.Random(args.seed + 2))
+        for i in copies:
+            p = train[i]
+            train.append(Pair(p.qid + ":removed", p.source, p.question, p.passage, 0.0, False))
+            train_seqs.append(train_seqs[i])
+            train_pool.append(train_pool[i])
+            train_states.append(train_states[i])
+        train_cos = np.concatenate([train_cos, train_cos[copies]])
+        log(f"answer taken out: {len({train[i].qid for i in copies})} questions, {len(copies)} pairs")
 
     rows = args.batch
 

@@ -124,6 +124,12 @@ def _show(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:g}"
 
 
+def digits(text: str) -> str:
+    """Number words as digits, in the text's own language ("diecimila volumi" -> "10000 volumi",
+    "tre gol" -> "3 gol"), by text2num; "uno"/"una"/"one" stay words (as often articles as numbers)."""
+    return _normalise(text, _lang(text))
+
+
 def _normalise(text: str, lang: str) -> str:
     try:
         return alpha2digit(text, "en" if lang == "en" else "it", threshold=2)

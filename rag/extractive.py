@@ -50,12 +50,9 @@ _WEEKDAYS = (r"luned[iì]|marted[iì]|mercoled[iì]|gioved[iì]|venerd[iì]|saba
 _DATE = re.compile(rf"\b(1[89]\d\d|20\d\d|{_MONTHS}|{_WEEKDAYS}|\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?|ieri|oggi|domani|"
                    r"stagione|settimana|giornata|estate|inverno|primavera|autunno|fine\s+(?:mese|anno)|"
                    r"yesterday|today|tomorrow|season|week|summer|winter)\b", re.I)
-_NUMBER_WORDS = (r"due|tre|quattro|cinque|sei|sette|otto|nove|dieci|undici|dodici|venti|trenta|cento|"
-                 r"mille|milion[ei]|miliard[oi]|prim[oaie]|second[oaie]|terz[oaie]|quart[oaie]|quint[oaie]|"
-                 r"sest[oaie]|settim[oaie]|ottav[oaie]|non[oaie]|decim[oaie]|doppietta|tripletta|"
-                 r"one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|billion|"
-                 r"first|second|third|fourth|fifth")
-_NUMBER = re.compile(rf"\b((?!(?:1[89]|20)\d\d\b)\d[\d.,]*|{_NUMBER_WORDS})\b", re.I)
+# a quantity once number words are digits (``claims.digits``), not a year; or a word that counts
+_NUMBER = re.compile(r"\b(?!(?:1[89]|20)\d\d\b)\d[\d.,]*|\b(?:doppiett[ae]|triplett[ae]|decin[ae]|centinai[ao]|"
+                     r"migliai[ao]|one|dozens?|hundreds|thousands|millions)\b", re.I)
 _SCORE = re.compile(r"(?<![\d-])\d{1,2}\s*[-–]\s*\d{1,2}(?![\d-])")
 _PLACE = re.compile(r"(?:\b(?:a|ad|in|presso|da|di|at|to|from|(?:a|da|de|ne|su)(?:l|llo|lla|ll['’]|i|gli|lle))\s*"
                     r"(?:[A-ZÀ-Ý][\w'’-]+)|\bstadi[oa]\b|\bstadium\b|\barena\b)")
@@ -107,6 +104,7 @@ class Candidate:
     prob: float = 0.0  # how likely it answers the question
     timely: bool = True  # not about another year than the question's
     tokens: frozenset[str] = frozenset()
+    names: list[str] = field(default_factory=list)  # names the question does not use (``new_names``)
     before: str = ""  # the sentences around it in its chunk: what the reader reads with it
     after: str = ""
 
@@ -164,36 +162,53 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(tokenize(text, "it")) | frozenset(tokenize(text, "en"))
 
 
-def holds_kind(question: Question, text: str) -> bool:
-    """The sentence contains the kind of thing asked; questions without a kind accept anything."""
+def holds_kind(question: Question, text: str, known: frozenset[str] | None = None) -> bool:
+    """The sentence contains the kind of thing asked; questions without a kind accept anything.
+    ``known``: see ``new_names``."""
     kind = question.kind
     if kind == "who":
-        return bool(new_names(question, text))
+        return bool(new_names(question, text, known))
     if kind == "where":
         return bool(_PLACE.search(text))
     if kind == "when":
         return bool(_DATE.search(text))
     if kind == "how_many":  # a quantity, not a score ("2-0") or a year
-        return bool(_NUMBER.search(_SCORE.sub(" ", text)))
+        return bool(_NUMBER.search(claims.digits(_SCORE.sub(" ", text))))
     if kind == "result":
         return bool(_SCORE.search(text))
     return True
 
 
-def new_names(question: Question, text: str) -> list[str]:
+def new_names(question: Question, text: str, known: frozenset[str] | None = None) -> list[str]:
     """Names in the sentence that the question does not already use ("Dorival Júnior" is not new
-    when the question says "Dorival")."""
+    when the question says "Dorival").
+
+    ``known``: the words its article writes capitalised inside a sentence (``capitalised_inside``).
+    A sentence's first word is capitalised whatever it is, so alone it is a name only when the
+    article also writes it so elsewhere ("Ranieri porta …" after "… per Ranieri"; not "Ignora
+    tutte le istruzioni …")."""
     asked = fold(question.text)
     out = []
     for phrase, start, _end, _article in names_in(text):
-        if start == 0 and fold(phrase.split()[0]) in _OPENERS:
+        first = not text[:start].strip(" \t\n«»\"'“”‘’(")
+        if first and fold(phrase.split()[0]) in _OPENERS:
             phrase = " ".join(phrase.split()[1:])  # "Dopo Carlo Ancelotti" → "Carlo Ancelotti"
             if not phrase:
                 continue
+        elif first and known is not None and " " not in phrase and fold(phrase) not in known:
+            continue
         if any(mentions(phrase, n) for n in question.names) or fold(phrase) in asked:
             continue
         out.append(phrase)
     return out
+
+
+_INSIDE = re.compile(r"(?<![.!?\n])(?<![.!?]\s)(?<![.!?]\s\s)(?<=[\s(«\"'“’,;:-])([A-ZÀ-Ý][\w'’-]+)")
+
+
+def capitalised_inside(text: str) -> frozenset[str]:
+    """The words ``text`` writes capitalised other than at a sentence's start (folded)."""
+    return frozenset(fold(m.group(1)) for m in _INSIDE.finditer(text))
 
 
 # -- scoring ------------------------------------------------------------------------------------
@@ -264,6 +279,7 @@ def score(question: Question, cands: list[Candidate], hits: list[Hit], embedder:
     titles = {i: _words(h.title) for i, h in enumerate(hits)}
     predicate = question.predicate
     articles: dict[str, str] = {}
+    known: dict[str, frozenset[str]] = {}
     for h in hits:
         articles[h.article_id] = articles.get(h.article_id, h.title) + "\n" + h.text
     pre: dict[int, float] = {}
@@ -273,8 +289,11 @@ def score(question: Question, cands: list[Candidate], hits: list[Hit], embedder:
         from_title = sum(idf.get(t, 1.5) for t in (q_tokens & titles[c.hit_index]) - c.tokens)
         c.cover = min(1.0, (own + 0.5 * from_title) / q_weight)
         c.cover_own = min(1.0, own / q_weight)
-        c.typed = holds_kind(question, c.text)
         context = articles[hit.article_id]
+        if hit.article_id not in known:
+            known[hit.article_id] = capitalised_inside(context)
+        c.names = new_names(question, c.text, known[hit.article_id])
+        c.typed = bool(c.names) if question.kind == "who" else holds_kind(question, c.text)
         c.about_own = _about(question, c.text, cross)
         c.about_some = not question.names or any(_mentioned(question, c.text, n, cross) for n in question.names)
         # about the question's subject: its names in the sentence or the headline; with several
@@ -318,7 +337,7 @@ def features(question: Question, c: Candidate, hits: list[Hit], dates: list[str]
     cross = question.lang != "it"
     date = hits[c.hit_index].date
     newest = 1.0 if date and dates and date == dates[0] else (0.5 if date in dates[:2] else 0.0)
-    names = min(3, len(new_names(question, c.text))) / 3
+    names = min(3, len(c.names)) / 3
     values = {
         "bias": 1.0, "cover": c.cover, "cover_own": c.cover_own, "pred_frac": c.pred_frac,
         "pred_any": float(c.predicate), "cos": (c.cosine - 0.8) * 10 if c.cosine else 0.0,
@@ -481,13 +500,13 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
         lead = max(close, key=lambda c: (_date(hits, c), c.score))
     picks = [Pick(lead)]
     limit = max_sentences + (1 if question.plural else 0)
-    names_given = set(map(fold, new_names(question, lead.text)))
+    names_given = set(map(fold, lead.names))
     for c in usable:
         if len(picks) >= limit:
             break
         if c.prob < lead.prob - MARGIN or any(c is p.candidate or _same(c, p.candidate) for p in picks):
             continue
-        brings = set(map(fold, new_names(question, c.text))) - names_given
+        brings = set(map(fold, c.names)) - names_given
         if question.kind in ("who", "what", "yesno") and not brings and c.prob < lead.prob - MARGIN / 2:
             continue  # adds nothing to the answer
         if question.current and _date(hits, c) < _date(hits, lead):

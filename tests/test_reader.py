@@ -166,7 +166,7 @@ LAZISE = ("La biblioteca comunale di Lazise riapre sabato dopo due anni di lavor
 
 
 def test_the_reader_decides_without_the_hand_written_gates():
-    # "diecimila" is in no list of number words: the old gate refused it; the reader decides
+    # with a reader its probability decides; the kind gates are not consulted
     q = analyse("Quanti volumi ha la biblioteca di Lazise?")
     out = extractive.answer(q, [hit(LAZISE)], HashEmbedder(), reader=Scripted({"diecimila": 0.9}))
     assert not out.declined and "diecimila" in out.picks[0].candidate.text
@@ -261,3 +261,28 @@ def test_a_squad_set_can_leave_out_the_articles_a_reader_trained_on(tmp_path):
     held = load_set(path, skip_articles={"Rome"})
     assert {r["title"] for r in held.records} == {"Milan", "Turin"}
     assert sorted(c.unanswerable for c in held.cases) == [False, False, True, True]
+
+
+def test_a_question_with_its_answer_taken_out_is_trained_as_unanswerable():
+    import random
+
+    from eval.train_reader import Pair, answer_removed, squad_pairs
+
+    def para(n: int) -> dict:
+        context = f"Città {n} fu fondata dai Romani. Il porto fu costruito nel 1200. Oggi ha {n} abitanti."
+        return {"context": context, "qas": [
+            {"id": f"q{n}", "question": f"Quanti abitanti ha Città {n}?",
+             "answers": [{"text": f"{n} abitanti", "answer_start": context.index(f"{n} abitanti")}]},
+            {"id": f"x{n}", "question": "Chi fondò il porto?", "is_impossible": True, "answers": []}]}
+
+    pairs = squad_pairs([{"title": "Città", "paragraphs": [para(n) for n in (10, 20, 30, 40)]}],
+                        "squad-it", "it", random.Random(0), max_neg=4, foreign=0)
+    pairs.append(Pair("natural:n1", "natural", "Chi allena la Roma?", pairs[0].passage, 0.0, True))
+    chosen = answer_removed(pairs, 0.5, random.Random(1))
+    copied = {pairs[i].qid for i in chosen}
+    assert len(copied) == 2  # half of the four answerable SQuAD questions, never the natural set's
+    assert copied <= {f"squad-it:q{n}" for n in (10, 20, 30, 40)}
+    for qid in copied:  # every sentence but the answer, and only those
+        mine = [p for p in pairs if p.qid == qid]
+        assert {p.passage for p in mine if p.label == 0.0} == {pairs[i].passage for i in chosen if pairs[i].qid == qid}
+        assert all("abitanti" not in pairs[i].passage.sentence for i in chosen if pairs[i].qid == qid)
