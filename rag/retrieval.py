@@ -117,7 +117,9 @@ def collapse(hits: list[Hit], span_overlap: float = 0.5, near_dup: float = 0.8) 
         toks = set(fold(hit.text).split())  # near-duplicate test: plain words are enough, and fast
         if any(_overlap(hit, k) > span_overlap for k in kept):
             continue
-        if any(claims.overlap(toks, s) >= near_dup and claims.agree(hit.text, k.text) for k, s in zip(kept, shingles)):
+        # Jaccard is at most the ratio of the two sizes: most pairs are ruled out by their lengths
+        if any(min(len(toks), len(s)) >= near_dup * max(len(toks), len(s)) and claims.overlap(toks, s) >= near_dup
+               and claims.agree(hit.text, k.text) for k, s in zip(kept, shingles)):
             continue
         kept.append(hit)
         shingles.append(toks)
