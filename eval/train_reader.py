@@ -14,7 +14,9 @@ What it does, with fixed seeds:
      another article;
    * the natural set's **dev** half over the bundled sample: sentences of the relevant articles
      holding an answer string are positive, the others negative; an unanswerable question gets
-     the sample's sentences sharing most words with it.
+     the sample's sentences sharing most words with it;
+   * with ``--removed``, a share of the answerable SQuAD questions once more with their answer
+     sentence taken out: unanswerable over sentences about the same thing;
    SQuAD articles are split in two by a seeded shuffle: the reader trains on one part and is
    validated on the other (listed in the delta's metadata, which ``python -m eval run
    --reader-held`` uses to evaluate on the held part only);
