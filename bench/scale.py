@@ -30,6 +30,10 @@ nothing here measures the embedder. For each size:
     the hybrid p95, everything retrieval adds to embedding the question;
     ``hybrid_over_dense_p95`` is hybrid over dense.
 (f) ``peak_rss_mb``: the peak RSS of the process of (c) after it has served every question.
+(g) ``recover_start_s``: a writer of 100 articles is killed (SIGKILL) between its chunks and
+    its records; a new library on its home then opens, recovers the write (``recover_s`` of
+    that, the work on the write's own articles) and answers a question. ``recover_start_ratio``
+    compares it with opening the same home with nothing to recover, in the same process.
 
 Prints a table, then one JSON line: ``by_size`` (keyed by chunk count) and ``largest``.
 """
@@ -255,6 +259,48 @@ def child(args) -> int:
     return 0
 
 
+def killed_writer(args) -> int:
+    """A writer killed between its chunks and its records, as a crash or ``kill -9`` leaves it."""
+    import signal
+
+    from rag.library import Library
+    from rag.store import Store
+
+    lib = Library(config_for(Path(args.home), args.host, args.port, args.collection), embedder=SyntheticEmbedder())
+    first = int(args.started)
+    batch = make_batch(first, PER_WRITE, load_sentences(), np.random.default_rng(first), tag=f"killed{args.run}")
+    Store.put_articles = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    with lib.index.writing(timeout=60) as writer:
+        writer.put(batch)
+    return 1  # not reached
+
+
+def recovery(home: Path, server, collection: str, first: int, run: str, embedder) -> dict:
+    """(g): open the home with nothing to recover, kill a writer half-way, open it again."""
+    from rag.index import Index
+    from rag.library import Library
+
+    def open_and_ask() -> float:
+        t0 = time.perf_counter()
+        lib = Library(config_for(home, server.host, server.port, collection), embedder=embedder)
+        lib.search("riscaldamento", k=5)
+        assert not lib.index.write_interrupted()
+        return time.perf_counter() - t0
+
+    clean_s = open_and_ask()
+    cmd = [sys.executable, __file__, "--killed-writer", "--home", str(home), "--host", server.host,
+           "--port", str(server.port), "--collection", collection, "--started", str(first), "--run", run]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRONACA_", "CHROMA_", "OPENAI_"))}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode != -9:
+        raise SystemExit(f"the killed writer ended otherwise ({proc.returncode}): {proc.stderr[-2000:]}")
+    spent = [0.0]
+    with clocked(spent, (Index, "_recover")):
+        start_s = open_and_ask()
+    return {"recover_start_s": round(start_s, 3), "recover_s": round(spent[0], 3),
+            "recover_start_ratio": round(start_s / max(clean_s, 1e-9), 2)}
+
+
 def start_process(home: Path, server, collection: str) -> dict:
     cmd = [sys.executable, __file__, "--child", "--home", str(home), "--host", server.host,
            "--port", str(server.port), "--collection", collection, "--started", repr(time.time())]
@@ -330,6 +376,8 @@ def bench_size(n: int, server, tmp: Path, sentences, repeats: int, log, run: str
     lat = latencies(lib, repeats)
     log(f"{n} chunks: a new process on the writer's home (c, f)")
     warm = start_process(tmp / f"a{n}", server, collection)
+    log(f"{n} chunks: a write killed half-way, and the start that recovers it (g)")
+    recovered = recovery(tmp / f"a{n}", server, collection, base + 3 * PER_WRITE, run, embedder)
     for other in (lib, second, same, empty):
         del other
     write_s, empty_s = float(np.median([w[0] for w in writes])), float(np.median([w[0] for w in empty_writes]))
@@ -369,6 +417,7 @@ def bench_size(n: int, server, tmp: Path, sentences, repeats: int, log, run: str
         "fill_s": round(fill_s, 1),
         "cold_start_chunks": cold["chunks"],
         "cold_peak_rss_mb": round(cold["peak_rss_mb"], 1),  # the second machine's, building its BM25
+        **recovered,
     }
     return row
 
@@ -401,11 +450,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="passes over the question list for (e)")
     p.add_argument("--work", type=Path, help="keep the server's data and the homes here (a rerun resumes the fill)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for name in ("home", "host", "port", "collection", "started"):
+    p.add_argument("--killed-writer", action="store_true", help=argparse.SUPPRESS)
+    for name in ("home", "host", "port", "collection", "started", "run"):
         p.add_argument(f"--{name}", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return child(args)
+    if args.killed_writer:
+        return killed_writer(args)
     sizes = [int(s) for s in args.sizes.split(",") if s] or ([10_000, 100_000] if args.quick
                                                              else [10_000, 100_000, 1_000_000])
 
@@ -437,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in KEYS[1:] + ("empty_write_s", "write_chroma_s", "empty_write_chroma_s", "write_rest_ratio",
                            "catchup_same_home_s", "catchup_same_home_work_s", "dense_p50_ms", "bm25_p50_ms",
                            "hybrid_p50_ms", "hybrid_dense_p95_ms", "hybrid_bm25_p95_ms", "hybrid_fusion_p95_ms",
-                           "rss_anon_mb", "rss_file_mb", "cold_peak_rss_mb", "fill_s"):
+                           "rss_anon_mb", "rss_file_mb", "cold_peak_rss_mb", "recover_start_s", "recover_s",
+                           "recover_start_ratio", "fill_s"):
         target = TARGETS.get(key)
         print(f"| {key} | {'<= ' + str(target) if target else ''} | " + " | ".join(str(r[key]) for r in rows) + " |")
     largest = rows[-1]

@@ -20,9 +20,15 @@ Invariants, which every other module relies on:
 * Writes happen inside ``writing()``: under the home's write lock, the generation is marked
   pending, chunks go in first, then records, then superseded chunks are removed; at the end BM25
   is updated and committed, the change logged and the generation committed. While a generation
-  is pending, readers keep the last committed BM25. Leftovers of a killed write are found by
-  ``check()`` and removed by ``repair()`` (``cronaca doctor``), which also runs at start when a
-  write was interrupted.
+  is pending, readers keep the last committed BM25.
+* Before a write touches an article's chunks or record it logs that intent (``Store.log_intent``),
+  and its pending generation names the generation before it. So a killed write is recovered by
+  whoever finds it (``_recover``, from ``sync``) by looking at those articles alone: their
+  leftovers go, BM25 takes them as a delta, and a generation that follows the one before the write
+  is committed, so every other process and machine applies a delta too. A feed refresh killed on a
+  large archive costs its own articles, not a scan. Only when the intents do not say (a repair,
+  an older version's write) does it fall back to ``check()`` and ``repair()`` (``cronaca doctor``),
+  which scan everything.
 """
 
 from __future__ import annotations
@@ -158,6 +164,8 @@ class Index:
             try:
                 self.lexical.reload()
                 generation = self._store.generation()
+                if not force and generation.startswith(PENDING) and self.write_interrupted():
+                    generation = self._recover(generation) or generation
                 if not force and self._in_step(generation):
                     return True
                 changed = None if force else self._store.changes_since(self.lexical.stamp, generation)
@@ -168,6 +176,39 @@ class Index:
                 return True
             finally:
                 self._lock.release()
+
+    def _recover(self, pending: str) -> str | None:
+        """A killed write, repaired from what it said it would touch (under the home's lock): the
+        chunks of those articles that their records do not vouch for are removed, BM25 takes the
+        articles as a delta when it was at the generation before the write, and a new generation
+        following that one is logged and committed. Returns it, or None when the write did not say
+        (a repair, an older version's write) or left an article short of chunks: then the full
+        scan and ``repair`` do it. Idempotent: a second machine recovering the same write too only
+        makes readers rescan once."""
+        fields = pending.split(":")
+        touched = self._store.intents(pending) if len(fields) >= 5 else None
+        if touched is None:
+            return None
+        before = fields[4]
+        articles = sorted(touched)
+        committed, leftovers, short = self._store.sort_out(articles)
+        self._store.delete_chunks(leftovers)
+        if short:
+            return None
+        rows = [_row(cid, doc, meta) for cid, doc, meta in committed]
+        if self._store.generation() != pending:
+            return None  # someone else recovered it, or wrote, meanwhile: sync as usual
+        final = uuid.uuid4().hex
+        in_step = self.lexical.stamp == before
+        if in_step:
+            self.lexical.update(add=rows, articles=articles)
+        self._store.forget_changes_after(before)
+        self._store.log_change(final, before, {"replaced": articles})
+        self._store.set_generation(final)
+        if in_step:
+            self.lexical.save(final)
+        log.warning("recovered a write interrupted on %s: %d article(s) looked at", self.where(), len(articles))
+        return final
 
     def _in_step(self, generation: str) -> bool:
         return generation == self.lexical.stamp and bool(generation or len(self.lexical) == self._store.count_chunks())
@@ -273,6 +314,7 @@ class Index:
         done: list[str] = []
         reindex: list[str] = []
         with self.writing(timeout=timeout) as w:
+            self._store.log_intent(w.pending, ["*"])  # killed, it leaves a full repair to do
             for problem in self._scan(self._store.generation()).problems:
                 if problem.kind in ("orphan_chunks", "stale_chunks"):
                     self._store.delete_chunks(problem.chunk_ids)
@@ -297,9 +339,10 @@ class Index:
             with self._sync_lock:
                 self.sync()  # start from what is stored now, whoever wrote it
                 before = self._store.generation()
-                pending = f"{PENDING}{uuid.uuid4().hex}:{self._writer}:{int(time.time())}"
+                # who writes, since when, and after which generation (``_recover`` needs it)
+                pending = f"{PENDING}{uuid.uuid4().hex}:{self._writer}:{int(time.time())}:{before}"
                 self._store.set_generation(pending)
-                writer = _Writer(self)
+                writer = _Writer(self, pending)
                 try:
                     yield writer
                 finally:
@@ -411,8 +454,9 @@ class _Writer:
     """What a write may do, only inside ``Index.writing()``: BM25 changes are collected and
     applied once when the block ends, and which articles changed is logged for the others."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, pending: str) -> None:
         self.index = index
+        self.pending = pending
         self.added: list[tuple[str, str, str, dict]] = []
         self.removed: list[str] = []
         self.changes: dict[str, list[str]] = {"added": [], "replaced": [], "removed": []}
@@ -433,6 +477,7 @@ class _Writer:
             vectors.append(p.vectors)
             mean = p.vectors.mean(axis=0)
             means.append(mean / (np.linalg.norm(mean) or 1.0))
+        store.log_intent(self.pending, [p.article.id for p in batch] + [p.replaces for p in batch if p.replaces])
         store.upsert_chunks(ids, np.vstack(vectors), docs, metas)
         store.put_articles([p.article for p in batch], np.vstack(means), [p.text_hash for p in batch],
                            [len(p.chunks) for p in batch])
@@ -452,6 +497,7 @@ class _Writer:
         if store.get_article(article_id) is None:
             return False
         ids = store.chunk_ids_of(article_id)
+        store.log_intent(self.pending, [article_id])
         store.delete_records([article_id])
         store.delete_chunks(ids)
         self.removed += ids

@@ -200,6 +200,32 @@ class Store:
         self.changes.delete(where={"seq": {"$lt": now - LOG_KEEP_S * 10**6}})
 
     @_guarded
+    def log_intent(self, pending: str, article_ids: Sequence[str]) -> None:
+        """Before a write touches these articles' chunks or records, say so: a write killed half-way
+        is then repaired by looking at them alone (``intents``), not by a scan of the archive.
+        ``"*"`` says the write may touch anything (a repair). Not a line of the change log:
+        ``changes_since`` skips entries without ``previous``."""
+        now = time.time_ns() // 1000
+        self.changes.upsert(ids=[f"{pending}#{now}"], embeddings=np.ones((1, 1), dtype=np.float32),
+                            documents=[json.dumps(sorted(set(article_ids)))],
+                            metadatas=[{"previous": "", "intent": pending, "seq": now}])
+
+    @_guarded
+    def intents(self, pending: str) -> set[str] | None:
+        """The articles the write marked ``pending`` said it would touch; None when it may have
+        touched anything (``"*"``)."""
+        got = self.changes.get(where={"intent": pending}, include=["documents"])
+        touched = {a for doc in got["documents"] for a in json.loads(doc or "[]")}
+        return None if "*" in touched else touched
+
+    @_guarded
+    def forget_changes_after(self, previous: str) -> None:
+        """Drop log entries that follow ``previous``: a killed write may have logged its change
+        without committing its generation, and a second line after one generation is no line."""
+        if previous:
+            self.changes.delete(where={"previous": previous})
+
+    @_guarded
     def changes_since(self, stamp: str, generation: str) -> set[str] | None:
         """The ids of the articles changed between generation ``stamp`` and ``generation``,
         from the log; None when the log does not link them (too old, a rescan, a killed write)."""
@@ -227,6 +253,30 @@ class Store:
             if at == generation:
                 return changed
         return None
+
+    @_guarded
+    def sort_out(self, article_ids: Sequence[str]) -> tuple[list[tuple[str, str, dict]], list[str], list[str]]:
+        """These articles' chunks, sorted out in a few reads: (the committed ones as (id, text,
+        metadata), the ids of those no record vouches for, the articles with fewer committed
+        chunks than their record says)."""
+        committed: list[tuple[str, str, dict]] = []
+        leftovers: list[str] = []
+        short: list[str] = []
+        for i in range(0, len(article_ids), 500):
+            part = list(article_ids[i : i + 500])
+            records = self.articles.get(ids=part, include=["metadatas"])
+            want = {rid: (m or {}) for rid, m in zip(records["ids"], records["metadatas"])}
+            got = self.chunks.get(where={"article_id": {"$in": part}}, include=["documents", "metadatas"])
+            have: dict[str, int] = {}
+            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                record = want.get((meta or {}).get("article_id", ""))
+                if record is not None and meta.get("content_hash") == record.get("content_hash"):
+                    committed.append((cid, doc, meta))
+                    have[meta["article_id"]] = have.get(meta["article_id"], 0) + 1
+                else:
+                    leftovers.append(cid)
+            short += [rid for rid, m in want.items() if have.get(rid, 0) < max(1, int(m.get("chunks") or 1))]
+        return committed, leftovers, short
 
     @_guarded
     def committed_chunks(self, article_ids: Sequence[str]) -> list[tuple[str, str, dict]]:

@@ -159,6 +159,42 @@ def test_write_killed_at_each_step_leaves_nothing_visible_and_doctor_clean(make_
     assert_consistent(fresh)
 
 
+@pytest.mark.parametrize("fault", ["between_chunks_and_record", "after_record", "before_bm25"])
+def test_a_killed_write_is_recovered_from_its_own_articles_without_a_scan(make_lib, tmp_path, monkeypatch, fault):
+    """On a large archive a scan of every chunk takes many minutes: recovering a killed feed
+    refresh must look only at the articles the write said it would touch, and link the new
+    generation to the one before the write, so other processes take a delta as well."""
+    home = tmp_path / "home"
+    lib = make_lib(home=home)
+    lib.ingest([write_jsonl(tmp_path / "v1" / "news.jsonl", [ARTICLE])])
+    before = lib.index.store.generation()
+    del lib
+
+    killed = run_child(home, write_jsonl(tmp_path / "v2" / "news.jsonl", [UPDATED, OTHER]), fault=fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+    from rag.store import Store
+
+    def no_scan(self, *a, **k):
+        raise AssertionError("a full scan of the store")
+
+    with monkeypatch.context() as m:
+        m.setattr(Store, "iter_chunks", no_scan)
+        m.setattr(Store, "list_articles", no_scan)
+        fresh = make_lib(home=home)  # recovers on opening
+        generation = fresh.index.store.generation()
+        assert generation and not generation.startswith("w:")
+        assert fresh.index.lexical.stamp == generation
+        # the log links the generation before the write to the recovered one: a delta for others
+        assert fresh.index.store.changes_since(before, generation) == {"tram", "diga"}
+        assert not fresh.index.write_interrupted()
+    assert_consistent(fresh)
+    report = fresh.ingest([tmp_path / "v2" / "news.jsonl"])
+    assert report.failed == 0 and {a.id for a in fresh.articles()} == {"tram", "diga"}
+    assert "350 milioni" in fresh.article("tram").text
+    assert_consistent(fresh)
+
+
 def test_doctor_reports_each_problem_and_repair_fixes_it(make_lib, tmp_path, monkeypatch, capsys):
     """Leftovers made by hand, as an external tool or a crash on another machine might leave."""
     home = tmp_path / "home"

@@ -139,3 +139,40 @@ def test_a_second_machine_receives_a_delta(make_lib, tmp_path, monkeypatch):
         b.search("diga", mode="bm25")
         assert rebuilt == [tmp_path / "a", tmp_path / "b"]
         assert_consistent(b)
+
+
+@pytest.mark.server
+def test_a_write_killed_on_one_machine_is_a_delta_for_both(make_lib, tmp_path, monkeypatch):
+    """A's feed refresh is killed between chunks and records. B, on the same Chroma server,
+    keeps answering from what was committed; A's restart recovers from the write's own articles,
+    and B then takes them as a delta: no machine scans the archive."""
+    import signal
+
+    from tests.support.chroma_server import start_chroma_server
+
+    with start_chroma_server(tmp_path / "chroma") as server:
+        on = {"chroma_host": server.host, "chroma_port": server.port}
+        a = make_lib(home=tmp_path / "a", **on)
+        a.ingest([write_jsonl(tmp_path / "one.jsonl", [ARTICLE, OTHER])])
+        del a
+        b = make_lib(home=tmp_path / "b", **on)
+        _no_scan(monkeypatch)
+        applied = _spy_apply(monkeypatch)
+
+        killed = run_child(tmp_path / "a", write_jsonl(tmp_path / "two.jsonl", [UPDATED, THIRD]),
+                           fault="between_chunks_and_record", **on)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        time.sleep(b.index.CHECK_EVERY)
+        assert b.search("ponte sullo Stretto di Messina", k=3, mode="bm25").hits == []  # not committed
+        assert applied == []
+
+        a = make_lib(home=tmp_path / "a", **on)  # A restarts: recovers without a scan
+        assert not a.index.write_interrupted()
+        time.sleep(b.index.CHECK_EVERY)
+        tram = [h for h in b.search("tram Firenze costeranno", k=3, mode="bm25").hits if h.article_id == "tram"]
+        assert tram and all("300 milioni" in h.text for h in tram)  # the update never committed
+        assert applied == [{"tram", "ponte"}]
+        assert b.index.lexical.stamp == b.index.store.generation()
+        monkeypatch.undo()
+        assert_consistent(a)
+        assert_consistent(b)
