@@ -162,12 +162,11 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(tokenize(text, "it")) | frozenset(tokenize(text, "en"))
 
 
-def holds_kind(question: Question, text: str, known: frozenset[str] | None = None) -> bool:
-    """The sentence contains the kind of thing asked; questions without a kind accept anything.
-    ``known``: see ``new_names``."""
+def holds_kind(question: Question, text: str) -> bool:
+    """The sentence contains the kind of thing asked; questions without a kind accept anything."""
     kind = question.kind
     if kind == "who":
-        return bool(new_names(question, text, known))
+        return bool(new_names(question, text))
     if kind == "where":
         return bool(_PLACE.search(text))
     if kind == "when":

@@ -255,18 +255,24 @@ class Store:
         return None
 
     @_guarded
-    def sort_out(self, article_ids: Sequence[str]) -> tuple[list[tuple[str, str, dict]], list[str], list[str]]:
+    def sort_out(self, article_ids: Sequence[str], leftovers: bool = True
+                 ) -> tuple[list[tuple[str, str, dict]], list[str], list[str]]:
         """These articles' chunks, sorted out in a few reads: (the committed ones as (id, text,
-        metadata), the ids of those no record vouches for, the articles with fewer committed
-        chunks than their record says)."""
+        metadata): their article record exists with the same content hash; the ids of those no
+        record vouches for; the articles with fewer committed chunks than their record says).
+        ``leftovers=False``: only the committed ones are wanted, so only the chunks of articles
+        that have a record are read."""
         committed: list[tuple[str, str, dict]] = []
-        leftovers: list[str] = []
+        stray: list[str] = []
         short: list[str] = []
         for i in range(0, len(article_ids), 500):
             part = list(article_ids[i : i + 500])
             records = self.articles.get(ids=part, include=["metadatas"])
             want = {rid: (m or {}) for rid, m in zip(records["ids"], records["metadatas"])}
-            got = self.chunks.get(where={"article_id": {"$in": part}}, include=["documents", "metadatas"])
+            among = part if leftovers else list(want)
+            if not among:
+                continue
+            got = self.chunks.get(where={"article_id": {"$in": among}}, include=["documents", "metadatas"])
             have: dict[str, int] = {}
             for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
                 record = want.get((meta or {}).get("article_id", ""))
@@ -274,25 +280,13 @@ class Store:
                     committed.append((cid, doc, meta))
                     have[meta["article_id"]] = have.get(meta["article_id"], 0) + 1
                 else:
-                    leftovers.append(cid)
+                    stray.append(cid)
             short += [rid for rid, m in want.items() if have.get(rid, 0) < max(1, int(m.get("chunks") or 1))]
-        return committed, leftovers, short
+        return committed, stray, short
 
-    @_guarded
     def committed_chunks(self, article_ids: Sequence[str]) -> list[tuple[str, str, dict]]:
-        """The committed chunks of these articles: (chunk id, text, metadata) whose article record
-        exists with the same content hash."""
-        out: list[tuple[str, str, dict]] = []
-        for i in range(0, len(article_ids), 500):
-            part = list(article_ids[i : i + 500])
-            records = self.articles.get(ids=part, include=["metadatas"])
-            hashes = {rid: (m or {}).get("content_hash") for rid, m in zip(records["ids"], records["metadatas"])}
-            if not hashes:
-                continue
-            got = self.chunks.get(where={"article_id": {"$in": list(hashes)}}, include=["documents", "metadatas"])
-            out += [(cid, doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"])
-                    if meta and meta.get("content_hash") == hashes.get(meta.get("article_id"))]
-        return out
+        """The committed chunks of these articles (``sort_out``'s first part)."""
+        return self.sort_out(article_ids, leftovers=False)[0]
 
     # -- writes -------------------------------------------------------------------------------
 
