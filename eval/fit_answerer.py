@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = {"natural": 3.0, "sample": 2.0, "squad": 1.0}
 
 
-def collect(lib, cases: list[dict], source: str) -> list[dict]:
-    """One row per case: the candidates' features, labels and gates."""
+def collect(lib, cases: list[dict], source: str, reader=None) -> list[dict]:
+    """One row per case: the candidates' features, labels and gates (``reader``: with its score)."""
     from eval.metrics import contains
     from rag import extractive
     from rag.conversation import standalone_question
@@ -45,7 +45,7 @@ def collect(lib, cases: list[dict], source: str) -> list[dict]:
         retrieval = lib.search(question, as_of=case.get("as_of", ""), **case.get("filters", {}))
         asked = analyse(question)
         cands = extractive.candidates(retrieval.hits, asked.lang)
-        extractive.score(asked, cands, retrieval.hits, lib.embedder, retrieval.vector)
+        extractive.score(asked, cands, retrieval.hits, lib.embedder, retrieval.vector, reader=reader)
         golds = (case.get("current") or {}).get("answers") or case.get("answers") or []
         unknown = bool(extractive.unknown_names(asked, lib.retriever.vocabulary))
         feats, labels, gates = [], [], []
@@ -149,15 +149,16 @@ def load_cases(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def squad_cases(corpus: Path, limit: int, seed: int = 0) -> list[dict]:
-    """SQuAD questions whose paragraph is in ``corpus``, a seeded sample of ``limit``."""
+def squad_cases(corpus: Path, limit: int, seed: int = 0, skip: set[str] | None = None) -> list[dict]:
+    """SQuAD questions whose paragraph is in ``corpus``, a seeded sample of ``limit``; none of the
+    articles in ``skip`` (those the reader trained on: its score there would be better than it is)."""
     import random
 
     from eval.sets import load_squad
 
     stored = {json.loads(line)["id"] for line in (corpus / "squad.jsonl").read_text(encoding="utf-8").splitlines()}
     path = ROOT.parent / "shared" / "data" / "squad-it" / "squad_it_dev.json.gz"
-    cases, _ = load_squad(path)
+    cases, _ = load_squad(path, skip=skip)
     mine = [c for c in cases if c.relevant and c.relevant[0] in stored]
     random.Random(seed).shuffle(mine)
     return [{"id": c.id, "question": c.question, "answers": c.answers} for c in mine[:limit]]
@@ -172,18 +173,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--squad-corpus", help="a cached SQuAD corpus folder (.eval-cache/corpora/<key>)")
     p.add_argument("--squad-limit", type=int, default=300)
     p.add_argument("--l2", type=float, default=1.0)
+    p.add_argument("--reader", type=Path, help="a reader file (rag/reader_delta.npz): its score is a feature")
     p.add_argument("--write", action="store_true", help="write rag/extractive_model.json")
     args = p.parse_args(argv)
+    reader, skip = None, None
+    if args.reader:
+        from rag.reader import Reader
+
+        reader = Reader(args.reader)
+        skip = set(reader.delta.meta.get("train_articles", {}).get("squad-it", []))
 
     lib, _ = open_library(Config.load().sample_dir)
     natural = load_cases(ROOT / "eval" / "sets" / "natural.jsonl")
-    rows = collect(lib, [c for c in natural if c.get("split") == "dev"], "natural")
-    held = collect(lib, [c for c in natural if c.get("split") == "held"], "natural")
+    rows = collect(lib, [c for c in natural if c.get("split") == "dev"], "natural", reader)
+    held = collect(lib, [c for c in natural if c.get("split") == "held"], "natural", reader)
     sample = load_cases(ROOT / "eval" / "sets" / "sample.jsonl")
-    rows += collect(lib, sample, "sample")
+    rows += collect(lib, sample, "sample", reader)
     if args.squad_corpus:
         squad_lib, _ = open_library(Path(args.squad_corpus))
-        rows += collect(squad_lib, squad_cases(Path(args.squad_corpus), args.squad_limit), "squad")
+        rows += collect(squad_lib, squad_cases(Path(args.squad_corpus), args.squad_limit, skip=skip), "squad",
+                        reader)
     print(f"{sum(len(r['y']) for r in rows)} candidates from {len(rows)} cases", file=sys.stderr)
     w = fit(rows, l2=args.l2)
     rank = fit_ranking(rows, l2=args.l2 / 10)
@@ -204,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                     "natural_dev": sum(r["source"] == "natural" for r in rows),
                     "sample": sum(r["source"] == "sample" for r in rows),
                     "squad": sum(r["source"] == "squad" for r in rows)},
+                "reader": reader.delta.digest if reader is not None else None,
                 "figures": figures, "command": "python -m eval.fit_answerer " + " ".join(argv or sys.argv[1:])}
         extractive.MODEL_FILE.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"written {extractive.MODEL_FILE}")

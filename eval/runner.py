@@ -266,6 +266,11 @@ def run(lib, evalset: EvalSet, settings: RunSettings, advance: Callable[[], None
     curve = decline_curve(per_case, settings.modes[0]) if settings.answers else {}
     if curve:
         extra["decline_curve"] = curve
+        halves = {r.get("split") for r in per_case} - {None, ""}
+        if len(halves) > 1:  # a set with halves (natural.jsonl): each half's own curve too
+            extra["decline_curve_by_split"] = {
+                h: decline_curve([r for r in per_case if r.get("split") == h], settings.modes[0])
+                for h in sorted(halves)}
     if judge is not None:
         extra["judge_usage"] = {"prompt_tokens": judge.usage.prompt_tokens,
                                 "completion_tokens": judge.usage.completion_tokens}
@@ -276,9 +281,9 @@ def run(lib, evalset: EvalSet, settings: RunSettings, advance: Callable[[], None
 
 def decline_curve(per_case: list[dict[str, Any]], mode: str, step: float = 0.02) -> dict[str, Any]:
     """How many unanswerable questions would be declined, and how many answerable ones wrongly,
-    at each reader threshold: a case declines at ``t`` when its best sentence's probability
-    (``confidence``) is under ``t``, or when it was declined before the reader read anything.
-    {} when no answer was read (an LLM answerer, or no reader)."""
+    at each threshold: a case declines at ``t`` when its best sentence's probability
+    (``confidence``) is under ``t``, or when it was declined before any sentence was scored.
+    {} when no answer was scored (an LLM answerer)."""
     rows = [(r.get("unanswerable", False), r["modes"][mode]) for r in per_case if mode in r["modes"]]
     if not any(e.get("confidence") is not None for _u, e in rows):
         return {}

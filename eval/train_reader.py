@@ -408,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wrong-decline", type=float, default=0.10, help="answerable validation share declined")
     ap.add_argument("--removed", type=float, default=0.0,
                     help="share of answerable SQuAD questions also trained with their answer taken out")
+    ap.add_argument("--natural", type=int, default=0,
+                    help="train on the natural set's dev half too (1); off by default, because the answerer's "
+                         "model (eval.fit_answerer) is fitted on that half with the reader's score as a feature, "
+                         "and a reader that has seen those questions would look better there than it is")
     ap.add_argument("--limit", type=int, default=0, help="smoke run: at most this many training questions")
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--cache", type=Path,
@@ -433,8 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     it_pairs = squad_pairs(it_train, "squad-it", "it", rng, args.max_neg, args.foreign)
     keep = set(rng.sample(sorted({p.qid for p in it_pairs}), min(args.it_questions, len({p.qid for p in it_pairs}))))
     train += [p for p in it_pairs if p.qid in keep]
-    nat = natural_pairs("dev", rng, args.max_neg)
-    train += nat + nat  # news-shaped and few: seen twice
+    if args.natural:
+        nat = natural_pairs("dev", rng, args.max_neg)
+        train += nat + nat  # news-shaped and few: seen twice
     val_rng = random.Random(args.seed + 1)
     val = []
     for name, arts, lang, foreign in (("squad2", sq2_held, "en", 0), ("squad-it", it_held, "it", 0)):

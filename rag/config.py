@@ -42,9 +42,9 @@ class Config:
     proximity: float = field(default=0.3, metadata={"env": "CRONACA_PROXIMITY"})
     prf_terms: int = field(default=0, metadata={"env": "CRONACA_PRF_TERMS"})
     recency_tiebreak: float = field(default=0.2, metadata={"env": "CRONACA_RECENCY_TIEBREAK"})
-    # the offline answerer's trained reader (rag/reader.py), used when rag/reader_delta.npz ships, and the
-    # probability under which it declines; 0 = the one recorded in that file, chosen by the training on
-    # held-out SQuAD 2.0 articles so that 0.10 of their answerable questions are declined (see README)
+    # the offline answerer's trained reader (rag/reader.py), read when rag/reader_delta.npz ships (its score
+    # is a feature of the answerer's fitted model), and the probability under which the offline answerer
+    # declines; 0 = the threshold fitted with that model (rag/extractive_model.json, see README)
     reader: bool = field(default=True, metadata={"env": "CRONACA_READER"})
     reader_threshold: float = field(default=0.0, metadata={"env": "CRONACA_READER_THRESHOLD"})
     openai_base_url: str = field(default="", metadata={"env": "OPENAI_BASE_URL"})

@@ -76,6 +76,7 @@ MARGIN = 0.35  # further sentences must score (probability) within this of the f
 CURRENT_MARGIN = 0.30  # a newer source may lead a present-state answer within this of the best
 DUPLICATE = 0.6  # word overlap at which two sentences say the same thing
 SHORTLIST = 14  # sentences compared by meaning (embedding them is the slow part)
+READER_SCALE = 5.0  # the reader's logit over this is its feature (clipped to +-3: a scale L2 treats like the others)
 SINCE_DAYS = 45  # a newer article this much later can have changed the story
 CLOSE_MEANING = 0.84  # e5 cosine of question and sentence that counts as asking about the same thing
 
@@ -107,6 +108,7 @@ class Candidate:
     names: list[str] = field(default_factory=list)  # names the question does not use (``new_names``)
     before: str = ""  # the sentences around it in its chunk: what the reader reads with it
     after: str = ""
+    reading: float | None = None  # the reader's logit (None: not read)
 
 
 @dataclass
@@ -123,7 +125,7 @@ class Extract:
     picks: list[Pick]
     reason: str = ""  # why it declined, for logs and the eval harness
     related: list[Candidate] = field(default_factory=list)  # declined: the closest passages, not an answer
-    best: float | None = None  # the reader's probability for the best sentence (None: not read)
+    best: float | None = None  # the probability that the best sentence answers (None: nothing was scored)
 
     @property
     def declined(self) -> bool:
@@ -254,11 +256,12 @@ def _close_name(text: str, name: str) -> bool:
 FEATURES = ("bias", "cover", "cover_own", "pred_frac", "pred_any", "cos", "cos_z", "cos_top", "cos_known",
             "typed", "typed_who", "typed_where", "typed_when", "typed_number", "typed_result", "about_own",
             "about_some", "title", "lead_pos", "rank", "new_names", "cross", "cross_cos", "long", "plural_names",
-            "newest_current", "cause_why", "name_pair")
+            "newest_current", "cause_why", "name_pair", "reader")
 
 
 def score(question: Question, cands: list[Candidate], hits: list[Hit], embedder: Embedder | None,
-          query_vector: np.ndarray | None = None, vectors: VectorCache | None = None) -> None:
+          query_vector: np.ndarray | None = None, vectors: VectorCache | None = None,
+          reader: Reader | None = None) -> None:
     """Each candidate's probability of answering the question (``score``) and its flags.
 
     A cheap first pass (words, kind, position) picks the sentences worth embedding; the model
@@ -318,6 +321,10 @@ def score(question: Question, cands: list[Candidate], hits: list[Hit], embedder:
         for c, cos, zz in zip(shortlist, sims, z):
             c.cosine, c.cosine_z, c.cosine_top = float(cos), float(zz), float(cos) >= top - 1e-6
             c.predicate = c.predicate or float(cos) >= CLOSE_MEANING
+    if reader is not None and shortlist:
+        cos = [c.cosine for c in shortlist] if is_e5(embedder) and all(c.cosine for c in shortlist) else None
+        for c, z in zip(shortlist, reader.logits(question.text, [_passage(c, hits) for c in shortlist], cos)):
+            c.reading = float(z)
     dates = sorted({h.date for h in hits if h.date}, reverse=True)
     rank_w, prob_w = model()
     for c in cands:
@@ -353,6 +360,7 @@ def features(question: Question, c: Candidate, hits: list[Hit], dates: list[str]
         "cause_why": float(kind == "why" and bool(_CAUSE.search(c.text))),
         "name_pair": float(question.plural and any(
             not any(mentions(m.group(0), n) for n in question.names) for m in _NAME_PAIR.finditer(c.text))),
+        "reader": 0.0 if c.reading is None else max(-3.0, min(3.0, c.reading / READER_SCALE)),
     }
     return np.array([values[f] for f in FEATURES], dtype=np.float64)
 
@@ -417,7 +425,6 @@ def may_answer(c: Candidate) -> bool:
     return c.about and c.typed and c.timely and not c.text.rstrip().endswith("?")
 
 
-READER_SHORTLIST = 16  # sentences the reader reads a question (its cost: ~110 tokens each)
 RELATED = 2  # closest passages listed under a decline
 
 
@@ -456,46 +463,32 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
         yield Extract([], f"no article mentions {', '.join(unknown)}")
         return
     cands = candidates(hits, question.lang)
-    score(question, cands, hits, embedder, query_vector, vectors)
-    cosine = _e5_cosines(question, embedder, query_vector, vectors)
-    if reader is not None:
-        floor = reader.threshold if reader_threshold is None else reader_threshold
-        usable = read(question, cands, hits, reader, cosine)
-        if trace is not None:
-            trace.extend(usable)
-        if not usable:
-            yield Extract([], "no sentence to read", best=0.0)
-            return
-        if usable[0].prob < floor:
-            yield Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
-                          related=_related(usable, hits), best=usable[0].prob)
-            return
-    else:
-        usable = [c for c in cands if c.features is not None and may_answer(c)]
-        closest = sorted((c for c in cands if c.features is not None and not c.text.rstrip().endswith("?")),
-                         key=lambda c: -c.score)
-        if trace is not None:
-            trace.extend(sorted(cands, key=lambda c: -c.score))
-        if not usable:
-            about = [c for c in cands if c.about]
-            if not about:
-                yield Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]),
-                              related=_related(closest, hits))
-            else:
-                yield Extract([], f"no sentence about it holds what a '{question.kind}' question asks",
-                              related=_related(closest, hits))
-            return
-        usable.sort(key=lambda c: -c.score)
-        floor = threshold()
-        if usable[0].prob < floor:
-            yield Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
-                          related=_related(closest, hits))
-            return
+    score(question, cands, hits, embedder, query_vector, vectors, reader)
+    usable = [c for c in cands if c.features is not None and may_answer(c)]
+    closest = sorted((c for c in cands if c.features is not None and not c.text.rstrip().endswith("?")),
+                     key=lambda c: -c.score)
+    if trace is not None:
+        trace.extend(sorted(cands, key=lambda c: -c.score))
+    best = max((c.prob for c in usable), default=0.0)
+    if not usable:
+        about = [c for c in cands if c.about]
+        if not about:
+            yield Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]),
+                          related=_related(closest, hits), best=best)
+        else:
+            yield Extract([], f"no sentence about it holds what a '{question.kind}' question asks",
+                          related=_related(closest, hits), best=best)
+        return
+    usable.sort(key=lambda c: -c.score)
+    floor = threshold() if reader_threshold is None else reader_threshold
+    if usable[0].prob < floor:
+        yield Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
+                      related=_related(closest, hits), best=best)
+        return
     lead = usable[0]
-    best = None if reader is None else lead.prob
     usable = [c for c in usable if c.prob >= floor]
-    if question.current:  # the newest source that answers leads: any the reader accepts, else within a margin
-        close = usable if reader is not None else [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
+    if question.current:  # the newest source that answers leads, within a margin of the best
+        close = [c for c in usable if c.prob >= lead.prob - CURRENT_MARGIN]
         lead = max(close, key=lambda c: (_date(hits, c), c.score))
     picks = [Pick(lead)]
     limit = max_sentences + (1 if question.plural else 0)
@@ -521,8 +514,14 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
     _also(picks, picks, cands, hits)
     yield Extract(picks, best=best)
     if not bounded:
-        accept = None if reader is None else (lambda c: _reads(question, [c], hits, reader, cosine)[0] >= floor)
-        since = _since(question, hits, picks, embedder, later, query_vector, vectors, accept)
+        e5 = is_e5(embedder)
+
+        def accept(c: Candidate, cos: float) -> bool:
+            cosines = [cos] if cos and e5 else None
+            return float(reader.probabilities(question.text, [_passage(c, hits)], cosines)[0]) >= reader.threshold
+
+        since = _since(question, hits, picks, embedder, later, query_vector, vectors,
+                       accept if reader is not None else None)
         if since:
             _also(since, picks + since, cands, hits)
             yield Extract(since)
@@ -545,39 +544,13 @@ def _passage(c: Candidate, hits: list[Hit]) -> Passage:
     return Passage(c.text, "" if c.is_title else title, c.before, c.after)
 
 
-def _e5_cosines(question: Question, embedder: Embedder | None, query_vector: np.ndarray | None,
-                vectors: VectorCache | None) -> Callable[[list[Candidate]], np.ndarray] | None:
-    """The e5 cosines the reader adds to its score, from the answerer's own embedder when that is
-    e5 (its vectors are cached); None otherwise, and the reader computes them with its own e5."""
+def is_e5(embedder: Embedder | None) -> bool:
+    """The answerer's embedder is e5, so its cosines are the ones the reader adds to its score
+    (otherwise the reader computes them with its own e5)."""
     from rag.e5_onnx import NAMES
     from rag.embeddings import E5Embedder
 
-    if embedder is None or getattr(embedder, "name", "") not in {E5Embedder.name, *NAMES.values()}:
-        return None
-
-    def cosine(cands: list[Candidate]) -> np.ndarray:
-        q = query_vector if query_vector is not None else embedder.embed_query(question.text)
-        return (vectors or VECTORS).get(embedder, [c.text for c in cands]) @ np.asarray(q, dtype=np.float32)
-
-    return cosine
-
-
-def _reads(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader,
-           cosine: Callable[[list[Candidate]], np.ndarray] | None = None) -> list[float]:
-    cos = cosine(cands) if cosine is not None and reader.cosine_weight else None
-    return [float(p) for p in reader.probabilities(question.text, [_passage(c, hits) for c in cands], cos)]
-
-
-def read(question: Question, cands: list[Candidate], hits: list[Hit], reader: Reader,
-         cosine: Callable[[list[Candidate]], np.ndarray] | None = None) -> list[Candidate]:
-    """The reader's probabilities (``prob``, also ``score``) for the best ``READER_SHORTLIST``
-    sentences by the cheap features, best first. Only what no reader can judge is left out
-    first: a sentence that is itself a question, or about another year than the question's."""
-    pool = [c for c in cands if c.features is not None and c.timely and not c.text.rstrip().endswith("?")]
-    pool = sorted(pool, key=lambda c: -c.score)[:READER_SHORTLIST]
-    for c, prob in zip(pool, _reads(question, pool, hits, reader, cosine)):
-        c.prob = c.score = prob
-    return sorted(pool, key=lambda c: -c.prob)
+    return embedder is not None and getattr(embedder, "name", "") in {E5Embedder.name, *NAMES.values()}
 
 
 def _related(read_: list[Candidate], hits: list[Hit]) -> list[Candidate]:
@@ -607,7 +580,8 @@ def _first(spellings: list[str], text: str) -> float:
 
 def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Embedder | None,
             later: Callable[[str], list[Hit]] | None, query_vector: np.ndarray | None,
-            vectors: VectorCache | None = None, accept: Callable[[Candidate], bool] | None = None) -> list[Pick]:
+            vectors: VectorCache | None = None,
+            accept: Callable[[Candidate, float], bool] | None = None) -> list[Pick]:
     """Newer articles about the question's subjects may have changed the story: for each name
     (two at most), the sentence of the most relevant later articles where that name comes first
     and something happens to it, dated. ``later(date)`` retrieves for the question among
@@ -637,12 +611,12 @@ def _since(question: Question, hits: list[Hit], picks: list[Pick], embedder: Emb
     for name in question.names[:2]:
         spellings = question.spellings.get(name, [name])
         scored = [(float(sim) + 0.04 * _first(spellings, c.text) + 0.03 * bool(_CHANGE.search(c.text))
-                   - 0.01 * c.hit_index, c) for sim, c in zip(sims, pool)
+                   - 0.01 * c.hit_index, float(sim), c) for sim, c in zip(sims, pool)
                   if any(mentions(c.text, s) for s in spellings) and not any(c is p.candidate for p in out)]
         if scored:
-            best = max(scored, key=lambda t: t[0])[1]
+            _, sim, best = max(scored, key=lambda t: t[0])
             best.hit_index += offset
-            if accept is not None and not accept(best):
+            if accept is not None and not accept(best, sim):
                 best.hit_index -= offset
                 continue
             out.append(Pick(best, "since"))

@@ -189,7 +189,7 @@ class Answer:
     truncated: bool = False  # the model did not finish the answer (length limit, cut stream, deadline)
     uncited: bool = False  # an LLM answer, not declined, with no valid citation at all
     conflicts: list[Conflict] = field(default_factory=list)  # sources that disagree, every version cited
-    confidence: float | None = None  # the reader's probability for its best sentence (offline answers)
+    confidence: float | None = None  # the offline answerer's probability that its best sentence answers
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -132,3 +132,23 @@ def test_compare_shows_every_metric_and_which_way_is_better():
     assert report._delta("abstain_wrong", 0.1, 0.2).startswith("[red]")
     assert report._delta("answer_latency_p50_ms", 900.0, 700.0) == "-200"  # latencies are not judged
     assert report._delta("hit@5", 0.9, 0.9) == "0.000"
+
+
+def test_a_set_with_halves_gets_a_decline_curve_for_each_half():
+    confidence = {"Chi allena la Roma?": 0.9, "e chi lo ha sostituito?": 0.3, "Chi ha vinto il Tour?": 0.1}
+
+    class Confident(ScriptedLibrary):
+        def ask(self, question: str, **kwargs: Any) -> Answer:
+            ans = super().ask(question, **kwargs)
+            ans.confidence = confidence[question]
+            return ans
+
+    result = runner.run(Confident(REPLIES), EvalSet("t", CASES, 3), runner.RunSettings(modes=["hybrid"], k=5))
+    halves = result.extra["decline_curve_by_split"]
+    assert set(halves) == {"dev", "held"}
+    assert (halves["dev"]["answerable"], halves["dev"]["unanswerable"]) == (1, 0)
+    held = {p["threshold"]: p for p in halves["held"]["points"]}
+    assert (halves["held"]["answerable"], halves["held"]["unanswerable"]) == (1, 1)
+    assert held[0.2] == {"threshold": 0.2, "declined": 1.0, "wrongly_declined": 0.0}
+    assert held[0.5] == {"threshold": 0.5, "declined": 1.0, "wrongly_declined": 1.0}
+    assert result.extra["decline_curve"]["answerable"] == 2  # and the whole set's, as before
