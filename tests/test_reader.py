@@ -303,3 +303,29 @@ def test_a_question_with_its_answer_taken_out_is_trained_as_unanswerable():
         mine = [p for p in pairs if p.qid == qid]
         assert {p.passage for p in mine if p.label == 0.0} == {pairs[i].passage for i in chosen if pairs[i].qid == qid}
         assert all("abitanti" not in pairs[i].passage.sentence for i in chosen if pairs[i].qid == qid)
+
+
+def test_the_answerers_fit_leaves_out_the_squad_articles_the_reader_trained_on(tmp_path):
+    """A reader's score on questions of articles it trained on is better than it is: the fit of
+    the answerer's model with that score must not weigh it there (``fit_answerer --reader``)."""
+    import gzip
+
+    from eval.fit_answerer import squad_cases
+    from tests.conftest import shared_or_skip
+
+    path = shared_or_skip("squad-it/squad_it_dev.json.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        articles = json.load(fh)["data"]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with open(corpus / "squad.jsonl", "w", encoding="utf-8") as out:  # every paragraph is stored
+        for art in articles:
+            for i, _para in enumerate(art["paragraphs"]):
+                out.write(json.dumps({"id": f"{art['title']}#{i}"}) + "\n")
+    trained = {a["title"] for a in articles[::2]}
+    title_of = {qa["question"]: a["title"] for a in articles for para in a["paragraphs"] for qa in para["qas"]}
+    everything = squad_cases(corpus, 10_000)
+    kept = squad_cases(corpus, 10_000, skip=trained)
+    assert 0 < len(kept) < len(everything)
+    assert not {title_of[c["question"]] for c in kept} & trained
+    assert {title_of[c["question"]] for c in everything} & trained
