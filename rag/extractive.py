@@ -435,8 +435,8 @@ def answer(question: Question, hits: list[Hit], embedder: Embedder | None, vocab
            reader_threshold: float | None = None) -> Extract:
     """``bounded``: the question is limited in time (as of a date): no "since then" line.
     ``later``: a search for the question among articles after a date (see ``_since``).
-    ``reader``: the trained reader (``rag.reader``) decides which sentences answer, at
-    ``reader_threshold``; without it the fitted feature model and its gates do.
+    ``reader``: the trained reader (``rag.reader``); its score is one feature of the fitted model.
+    ``reader_threshold``: the model's probability under which it declines (None: the fitted one).
     ``trace``: filled with every candidate, best first, to see why an answer came out as it did."""
     parts = list(answer_parts(question, hits, embedder, vocabulary, query_vector, max_sentences, bounded, trace,
                               later, vectors, reader, reader_threshold))
@@ -469,17 +469,17 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
                      key=lambda c: -c.score)
     if trace is not None:
         trace.extend(sorted(cands, key=lambda c: -c.score))
-    best = max((c.prob for c in usable), default=0.0)
     if not usable:
         about = [c for c in cands if c.about]
         if not about:
             yield Extract([], "no retrieved sentence is about " + ", ".join(question.names or ["the question"]),
-                          related=_related(closest, hits), best=best)
+                          related=_related(closest, hits), best=0.0)
         else:
             yield Extract([], f"no sentence about it holds what a '{question.kind}' question asks",
-                          related=_related(closest, hits), best=best)
+                          related=_related(closest, hits), best=0.0)
         return
     usable.sort(key=lambda c: -c.score)
+    best = usable[0].prob  # the sentence that leads or declines: what the decline curve thresholds
     floor = threshold() if reader_threshold is None else reader_threshold
     if usable[0].prob < floor:
         yield Extract([], f"no sentence is likely enough to answer ({usable[0].prob:.2f} < {floor:.2f})",
@@ -514,14 +514,15 @@ def answer_parts(question: Question, hits: list[Hit], embedder: Embedder | None,
     _also(picks, picks, cands, hits)
     yield Extract(picks, best=best)
     if not bounded:
-        e5 = is_e5(embedder)
+        accept = None
+        if reader is not None:
+            e5 = is_e5(embedder)
 
-        def accept(c: Candidate, cos: float) -> bool:
-            cosines = [cos] if cos and e5 else None
-            return float(reader.probabilities(question.text, [_passage(c, hits)], cosines)[0]) >= reader.threshold
+            def accept(c: Candidate, cos: float) -> bool:
+                cosines = [cos] if cos and e5 else None
+                return float(reader.probabilities(question.text, [_passage(c, hits)], cosines)[0]) >= reader.threshold
 
-        since = _since(question, hits, picks, embedder, later, query_vector, vectors,
-                       accept if reader is not None else None)
+        since = _since(question, hits, picks, embedder, later, query_vector, vectors, accept)
         if since:
             _also(since, picks + since, cands, hits)
             yield Extract(since)
@@ -553,10 +554,10 @@ def is_e5(embedder: Embedder | None) -> bool:
     return embedder is not None and getattr(embedder, "name", "") in {E5Embedder.name, *NAMES.values()}
 
 
-def _related(read_: list[Candidate], hits: list[Hit]) -> list[Candidate]:
+def _related(ranked: list[Candidate], hits: list[Hit]) -> list[Candidate]:
     """The closest passages of a declined question, one an article: what the articles do talk about."""
     out: list[Candidate] = []
-    for c in read_:
+    for c in ranked:
         if c.is_title:  # a passage of the article, not its headline (which the citation shows anyway)
             continue
         if all(hits[c.hit_index].article_id != hits[o.hit_index].article_id for o in out):
